@@ -1,1 +1,61 @@
-"""purposeguard."""
+"""purposeguard: purpose limitation for personal data, enforced inside running services.
+
+Tag data with the purposes it was collected for, declare the purpose of the code that uses it,
+and purposeguard blocks (or, in monitor mode, records) every use outside those purposes.
+"""
+
+from __future__ import annotations
+
+from . import testing
+from ._compile import Tag
+from ._config import ENV_AUDIT_KEY, ENV_SERVICE, configure, get_policy, reload_policy
+from ._context import (
+    PurposeAwareExecutor,
+    current_purpose,
+    purpose,
+    run_in_executor,
+    submit,
+    with_purpose_context,
+)
+from ._decide import Decision, Rule
+from ._events import SCHEMA
+from ._guard import accessor, check, explain, guard_function
+from ._policy import FieldTag, Mode, Policy, Purpose, load_policy
+from ._version import __version__
+from .exceptions import ConfigurationError, PolicyError, PurposeGuardError, PurposeViolation
+
+__all__ = [
+    "ENV_AUDIT_KEY",
+    "ENV_SERVICE",
+    "SCHEMA",
+    "ConfigurationError",
+    "Decision",
+    "FieldTag",
+    "Mode",
+    "Policy",
+    "PolicyError",
+    "Purpose",
+    "PurposeAwareExecutor",
+    "PurposeGuardError",
+    "PurposeViolation",
+    "Rule",
+    "Tag",
+    "__version__",
+    "accessor",
+    "check",
+    "configure",
+    "current_purpose",
+    "explain",
+    "flush",
+    "get_policy",
+    "guard_function",
+    "load_policy",
+    "purpose",
+    "reload_policy",
+    "run_in_executor",
+    "submit",
+    "testing",
+    "with_purpose_context",
+]
+
+flush = testing.flush

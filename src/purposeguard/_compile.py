@@ -1,0 +1,132 @@
+"""Policy → CompiledPolicy: closures precomputed once, so a decision is a set membership test."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ._ids import ancestors, is_purpose_id
+from ._policy import Mode, Policy
+from .exceptions import PolicyError
+
+__all__ = ["CompiledPolicy", "Tag", "compile_policy"]
+
+_generations = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """The intended purposes of some data: allowed (A), prohibited (P) and a mode override."""
+
+    collected_for: tuple[str, ...]
+    prohibited: tuple[str, ...] = ()
+    mode: Mode | None = None
+
+    @classmethod
+    def of(
+        cls, collected_for: Iterable[str], prohibited: Iterable[str] = (), mode: Mode | None = None
+    ) -> Tag:
+        """A tag with sorted, de-duplicated purposes: declaration order never matters."""
+        if isinstance(collected_for, str) or isinstance(prohibited, str):
+            raise TypeError(
+                "collected_for and prohibited take a sequence of purpose ids, not a str"
+            )
+        return cls(tuple(sorted(set(collected_for))), tuple(sorted(set(prohibited))), mode)
+
+    def unknown(self, purposes: Mapping[str, Any] | frozenset[str]) -> list[str]:
+        return [p for p in (*self.collected_for, *self.prohibited) if p not in purposes]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledPolicy:
+    """An immutable, compiled policy. ``generation`` grows with every compile in the process."""
+
+    policy: Policy
+    generation: int
+    purposes: frozenset[str]
+    #: purpose → itself and all its descendants
+    below: Mapping[str, frozenset[str]]
+    #: purpose → itself, its ancestors and its descendants
+    around: Mapping[str, frozenset[str]]
+    #: Y → every X (with descendants) declared compatible_with Y
+    compatible_into: Mapping[str, frozenset[str]]
+    #: X → the purposes X is declared compatible_with
+    compatible: Mapping[str, tuple[str, ...]]
+    modes: Mapping[str, Mode]
+    field_tags: Mapping[str, Tag]
+    _allow_cache: dict[Tag, frozenset[str]] = field(default_factory=dict, repr=False)
+    _check_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.policy.id
+
+    @property
+    def version(self) -> str:
+        return self.policy.version
+
+    @property
+    def default_mode(self) -> Mode:
+        return self.policy.mode
+
+    def allowed_set(self, tag: Tag) -> frozenset[str]:
+        """Every declared purpose under which data with ``tag`` may be used."""
+        cached = self._allow_cache.get(tag)
+        if cached is not None:
+            return cached
+        down: set[str] = set()
+        for a in tag.collected_for:
+            down |= self.below.get(a, frozenset())
+        widened = set(down)
+        for y in down:
+            widened |= self.compatible_into.get(y, frozenset())
+        for p in tag.prohibited:
+            widened -= self.around.get(p, frozenset())
+        result = frozenset(widened)
+        self._allow_cache[tag] = result  # benign race: equal values
+        return result
+
+    def check_tag(self, tag: Tag, where: str) -> None:
+        """Raise PolicyError if ``tag`` names a purpose this policy does not declare."""
+        unknown = tag.unknown(self.purposes)
+        if unknown:
+            raise PolicyError(
+                f"{where} names purposes the policy does not declare: {', '.join(unknown)}",
+                file=self.policy.source or "<python>",
+                path="purposes",
+                fix=f"declare them in policy {self.id}@{self.version} or fix the tag",
+            )
+
+
+def compile_policy(policy: Policy) -> CompiledPolicy:
+    ids = frozenset(policy.purposes)
+    children: dict[str, set[str]] = {p: set() for p in ids}
+    for p in ids:
+        for a in ancestors(p):
+            children[a].add(p)
+    below = {p: frozenset({p, *children[p]}) for p in ids}
+    around = {p: below[p] | frozenset(ancestors(p)) for p in ids}
+    into: dict[str, set[str]] = {}
+    for x, spec in policy.purposes.items():
+        for y in spec.compatible_with:
+            into.setdefault(y, set()).update(below[x])
+    field_tags = {
+        path: Tag.of(t.collected_for, t.prohibited, t.mode) for path, t in policy.fields.items()
+    }
+    assert all(is_purpose_id(p) for p in ids)  # guaranteed by Policy validation
+    return CompiledPolicy(
+        policy=policy,
+        generation=next(_generations),
+        purposes=ids,
+        below=MappingProxyType(below),
+        around=MappingProxyType(around),
+        compatible_into=MappingProxyType({y: frozenset(xs) for y, xs in into.items()}),
+        compatible=MappingProxyType(
+            {x: s.compatible_with for x, s in policy.purposes.items() if s.compatible_with}
+        ),
+        modes=MappingProxyType({p: s.mode for p, s in policy.purposes.items() if s.mode}),
+        field_tags=MappingProxyType(field_tags),
+    )

@@ -1,0 +1,252 @@
+"""All process-wide state in one place: the compiled policy, the mode override, the sinks.
+
+``configure()`` changes only what it is given (like ``structlog.configure``). A policy swap is
+validated against every registered guard first, then installed; a bad policy never replaces a
+good one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from ._compile import CompiledPolicy, compile_policy
+from ._events import Sink, emitter
+from ._ids import ancestors
+from ._policy import Mode, Policy, load_policy
+from .exceptions import ConfigurationError, PolicyError
+
+__all__ = ["ENV_AUDIT_KEY", "ENV_POLICY", "ENV_SERVICE", "configure", "get_policy", "reload_policy"]
+
+#: Environment variable: a policy file loaded by ``configure(policy=None)``'s counterpart,
+#: :func:`configure_from_env`.
+ENV_POLICY: Final = "PURPOSEGUARD_POLICY"
+#: Environment variable: the HMAC key (text) for audit-log checkpoints, when none is configured.
+ENV_AUDIT_KEY: Final = "PURPOSEGUARD_AUDIT_KEY"
+#: Environment variable: the ``service`` written into every event (else ``OTEL_SERVICE_NAME``).
+ENV_SERVICE: Final = "PURPOSEGUARD_SERVICE"
+
+_UNSET: Any = object()
+_MODES = ("enforce", "monitor")
+
+
+class Bindable(Protocol):
+    """A guard whose compiled allow set follows the configured policy."""
+
+    def prepare(self, compiled: CompiledPolicy | None) -> object: ...
+    def install(self, prepared: object) -> None: ...
+
+
+class _State:
+    __slots__ = ("audit", "compiled", "mode_override", "subject_key")
+
+    def __init__(self) -> None:
+        self.compiled: CompiledPolicy | None = None
+        self.mode_override: Mode | None = None
+        self.subject_key: bytes | None = None
+        self.audit: Sink | None = None
+
+
+state = _State()
+_lock = threading.RLock()
+_guards: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def register(guard: Bindable) -> None:
+    """Bind a new guard to the current policy and keep it bound across reloads.
+
+    Raises PolicyError at definition time if its tags name purposes the policy lacks.
+    """
+    with _lock:
+        guard.install(guard.prepare(state.compiled))
+        _guards.add(guard)
+
+
+def mode_for(purpose: str | None, tag_mode: Mode | None) -> Mode:
+    """The mode of one violation: field/accessor override, then the purpose's (nearest declared
+    ancestor's) override, then ``configure(mode=)``, then the policy's default; enforce without a
+    policy."""
+    if tag_mode is not None:
+        return tag_mode
+    compiled = state.compiled
+    if compiled is not None and purpose is not None and compiled.modes:
+        for p in (purpose, *ancestors(purpose)):
+            mode = compiled.modes.get(p)
+            if mode is not None:
+                return mode
+    if state.mode_override is not None:
+        return state.mode_override
+    return compiled.default_mode if compiled is not None else "enforce"
+
+
+def _effective_modes() -> dict[str, Mode]:
+    compiled = state.compiled
+    modes: dict[str, Mode] = {"*": mode_for(None, None)}
+    if compiled is not None:
+        modes.update({f"purposes.{p}": m for p, m in compiled.modes.items()})
+        modes.update({f"fields.{f}": t.mode for f, t in compiled.field_tags.items() if t.mode})
+    return modes
+
+
+def _swap(compiled: CompiledPolicy | None) -> None:
+    """Validate every guard against ``compiled``, then install all of them; all or nothing."""
+    prepared = [(guard, guard.prepare(compiled)) for guard in list(_guards)]
+    for guard, value in prepared:
+        guard.install(value)
+    state.compiled = compiled
+
+
+def configure(
+    *,
+    policy: Policy | str | os.PathLike[str] | None = _UNSET,
+    mode: Mode | None = _UNSET,
+    audit_log: str | os.PathLike[str] | Sink | None = _UNSET,
+    audit_key: bytes | str | None = _UNSET,
+    subject_key: bytes | str | None = _UNSET,
+    service: str | None = _UNSET,
+    storm_limit: int = _UNSET,
+    storm_window: float = _UNSET,
+    buffer_size: int = _UNSET,
+) -> None:
+    """Configure purposeguard process-wide. Only the arguments given change.
+
+    - ``policy``: a :class:`Policy`, or a path to load (remembered for :func:`reload_policy`);
+      ``None`` removes the policy (every guarded use is then denied with ``no_policy``).
+    - ``mode``: ``"enforce"`` or ``"monitor"`` replaces the policy's default mode, across policy
+      reloads, until ``mode=None`` hands it back to the policy. Per-purpose and per-field
+      overrides in the policy still apply.
+    - ``audit_log``: a path (JSON lines, hash-chained; see docs/audit-log.md), a sink object, or
+      ``None`` to stop writing one. ``audit_key`` is its checkpoint HMAC key.
+    - ``subject_key``: the HMAC key for the keyed hash of subject ids in events.
+    - ``service``: the service name written into events.
+    - ``storm_limit``/``storm_window``: at most this many identical violations per window are
+      logged one by one; the rest are counted into one summary record.
+    - ``buffer_size``: capacity of the log buffer; overflow is counted and reported.
+
+    Raises :class:`PolicyError` (and changes nothing) if the policy is invalid or does not
+    declare a purpose that a guard already defined uses.
+    """
+    with _lock:
+        before = _effective_modes()
+        if policy is not _UNSET:
+            _set_policy(policy)
+        if mode is not _UNSET:
+            if mode is not None and mode not in _MODES:
+                raise ConfigurationError(f"mode must be 'enforce', 'monitor' or None, not {mode!r}")
+            state.mode_override = mode
+        if subject_key is not _UNSET:
+            state.subject_key = (
+                subject_key.encode() if isinstance(subject_key, str) else subject_key
+            )
+        if service is not _UNSET:
+            emitter.service = service
+        if storm_limit is not _UNSET:
+            emitter.storm_limit = _positive("storm_limit", storm_limit)
+        if storm_window is not _UNSET:
+            emitter.storm_window = _positive("storm_window", storm_window)
+        if buffer_size is not _UNSET:
+            emitter.capacity = _positive("buffer_size", buffer_size)
+        if audit_log is not _UNSET or audit_key is not _UNSET:
+            _set_audit(audit_log, audit_key)
+        after = _effective_modes()
+        if before != after:
+            changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
+                       if before.get(k) != after.get(k)}  # fmt: skip
+            emitter.record("purposeguard.mode_change", {"changes": changes, **_policy_fields()})
+
+
+def _positive(name: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number, not {value!r}")
+    return value
+
+
+def _policy_fields() -> dict[str, Any]:
+    compiled = state.compiled
+    return {
+        "policy_id": compiled.id if compiled else None,
+        "policy_version": compiled.version if compiled else None,
+        "service": emitter.service,
+    }
+
+
+def _set_policy(policy: Policy | str | os.PathLike[str] | None) -> None:
+    if policy is None:
+        _swap(None)
+        return
+    if not isinstance(policy, Policy):
+        policy = load_policy(policy)
+    _swap(compile_policy(policy))
+    emitter.record("purposeguard.policy_loaded", {"source": policy.source, **_policy_fields()})
+
+
+def reload_policy() -> None:
+    """Load the configured policy file again and swap it in.
+
+    On any error the last good policy stays in force, a ``purposeguard.policy_reload_failed``
+    event is recorded, and the :class:`PolicyError` is raised.
+    """
+    with _lock:
+        compiled = state.compiled
+        source = compiled.policy.source if compiled else None
+        if source is None:
+            raise ConfigurationError("no policy file is configured; call configure(policy=PATH)")
+        before = _effective_modes()
+        try:
+            _swap(compile_policy(load_policy(source)))
+        except PolicyError as exc:
+            emitter.record(
+                "purposeguard.policy_reload_failed",
+                {"source": source, "error": str(exc), **_policy_fields()},
+            )
+            raise
+        emitter.record("purposeguard.policy_reload", {"source": source, **_policy_fields()})
+        after = _effective_modes()
+        if before != after:
+            changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
+                       if before.get(k) != after.get(k)}  # fmt: skip
+            emitter.record("purposeguard.mode_change", {"changes": changes, **_policy_fields()})
+
+
+def _set_audit(audit_log: Any, audit_key: Any) -> None:
+    if audit_key is not _UNSET and audit_log is _UNSET:
+        raise ConfigurationError("audit_key= is given with audit_log=; pass both")
+    old = state.audit
+    if audit_log is None:
+        new = None
+    elif isinstance(audit_log, str | os.PathLike):
+        from .sinks.audit import AuditLog  # imported only when an audit log is configured
+
+        key = None if audit_key is _UNSET else audit_key
+        new = AuditLog(Path(audit_log), key=key.encode() if isinstance(key, str) else key)
+    else:
+        new = audit_log
+    emitter.flush()
+    state.audit = new
+    emitter.sinks = () if new is None else (new,)
+    if old is not None and old is not new:
+        old.close()
+
+
+def get_policy() -> Policy | None:
+    """The policy in force, or ``None``."""
+    compiled = state.compiled
+    return compiled.policy if compiled else None
+
+
+def reset() -> None:
+    """Forget all configuration (for tests): no policy, no override, no audit log."""
+    with _lock:
+        emitter.flush()
+        _swap(None)
+        state.mode_override = None
+        state.subject_key = None
+        if state.audit is not None:
+            state.audit.close()
+        state.audit = None
+        emitter.sinks = ()
+        emitter.storm_limit, emitter.storm_window, emitter.capacity = 100, 1.0, 10_000
+        emitter.service = os.environ.get(ENV_SERVICE) or os.environ.get("OTEL_SERVICE_NAME") or None

@@ -1,0 +1,267 @@
+"""The active purpose: a ContextVar, ``purpose()`` and the helpers that carry it across threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import sys
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from types import FrameType, TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from ._ids import describe_bad_id, is_purpose_id
+from .exceptions import ConfigurationError
+
+__all__ = [
+    "PurposeAwareExecutor",
+    "current_purpose",
+    "purpose",
+    "run_in_executor",
+    "submit",
+    "with_purpose_context",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
+class _Scoped:
+    """A purpose entered by ``with`` inside a generator frame.
+
+    Generators share their caller's context, so a plain ContextVar value set inside one would be
+    visible to the caller while the generator is suspended. The value instead remembers its frame:
+    it counts only while that frame is executing; elsewhere the purpose outside it is in force.
+    It is never a ``str``, so the fast path (a set membership test) always falls to the slow path.
+    """
+
+    __slots__ = ("frame", "outer", "purpose")
+
+    def __init__(self, purpose: str, frame: FrameType, outer: object) -> None:
+        self.purpose, self.frame, self.outer = purpose, frame, outer
+
+
+_current: contextvars.ContextVar[object] = contextvars.ContextVar(
+    "purposeguard.purpose", default=None
+)
+
+
+def resolve(value: object) -> str | None:
+    """The effective purpose for a raw ContextVar value."""
+    while isinstance(value, _Scoped):
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None and frame is not value.frame:
+            frame = frame.f_back
+        if frame is not None:
+            return value.purpose
+        value = value.outer
+    return value  # type: ignore[return-value]
+
+
+def current_purpose() -> str | None:
+    """The purpose the running code has declared, or ``None``."""
+    return resolve(_current.get())
+
+
+def _validated(name: str) -> str:
+    if not is_purpose_id(name):
+        raise ConfigurationError(describe_bad_id(name))
+    return name
+
+
+class purpose:
+    """Declare the purpose of the code it wraps.
+
+    As a context manager (``with`` and ``async with``) it sets the purpose for the block. As a
+    decorator it sets it for each call of a function, coroutine function, generator or async
+    generator; for generators only while the generator runs, never for its caller between items.
+    The id is checked for its form here; whether the policy knows it is decided at each use.
+    """
+
+    __slots__ = ("_name", "_tokens")
+
+    def __init__(self, name: str) -> None:
+        self._name = _validated(name)
+        self._tokens: list[contextvars.Token[object]] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"purpose({self._name!r})"
+
+    def __enter__(self) -> str:
+        caller = sys._getframe(1)
+        value: object = self._name
+        if caller.f_code.co_flags & _GENERATOR_FLAGS:
+            value = _Scoped(self._name, caller, _current.get())
+        self._tokens.append(_current.set(value))
+        return self._name
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        token = self._tokens.pop()
+        try:
+            _current.reset(token)
+        except ValueError:  # a generator resumed in another context: restore what it replaced
+            _current.set(
+                token.old_value if token.old_value is not contextvars.Token.MISSING else None
+            )
+
+    async def __aenter__(self) -> str:
+        self._tokens.append(_current.set(self._name))
+        return self._name
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _current.reset(self._tokens.pop())
+
+    def __call__(self, fn: F) -> F:
+        name = self._name
+        if inspect.isasyncgenfunction(fn):
+            return _decorate_async_gen(fn, name)  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(fn):
+            return _decorate_gen(fn, name)  # type: ignore[return-value]
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                token = _current.set(name)
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    _current.reset(token)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            token = _current.set(name)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _current.reset(token)
+
+        return run  # type: ignore[return-value]
+
+
+def _decorate_gen(fn: Callable[..., Generator[Any, Any, Any]], name: str) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        return (yield from drive(fn(*args, **kwargs), lambda: _current.set(name), _current.reset))
+
+    return run
+
+
+def _decorate_async_gen(
+    fn: Callable[..., AsyncGenerator[Any, Any]], name: str
+) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def run(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        async for item in adrive(fn(*args, **kwargs), lambda: _current.set(name), _current.reset):
+            yield item
+
+    return run
+
+
+def drive(
+    gen: Generator[Any, Any, Any],
+    before: Callable[[], Any],
+    after: Callable[[Any], Any] = lambda _: None,
+) -> Generator[Any, Any, Any]:
+    """Delegate to ``gen`` like ``yield from`` (PEP 380), calling ``before()`` before every
+    resumption and ``after(state)`` when the step ends. Used to scope a purpose to a generator's
+    own steps, and to check a guarded generator's purpose at every step."""
+    send: Any = None
+    exc: BaseException | None = None
+    try:
+        while True:
+            state = before()
+            try:
+                item = gen.throw(exc) if exc is not None else gen.send(send)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                after(state)
+            exc = None
+            try:
+                send = yield item
+            except GeneratorExit:
+                raise
+            except BaseException as thrown:
+                exc = thrown
+    finally:
+        gen.close()
+
+
+async def adrive(
+    agen: AsyncGenerator[Any, Any],
+    before: Callable[[], Any],
+    after: Callable[[Any], Any] = lambda _: None,
+) -> AsyncGenerator[Any, Any]:
+    """The async-generator form of :func:`drive` (``asend``/``athrow`` semantics kept)."""
+    send: Any = None
+    exc: BaseException | None = None
+    try:
+        while True:
+            state = before()
+            try:
+                item = await (agen.athrow(exc) if exc is not None else agen.asend(send))
+            except StopAsyncIteration:
+                return
+            finally:
+                after(state)
+            exc = None
+            try:
+                send = yield item
+            except GeneratorExit:
+                raise
+            except BaseException as thrown:
+                exc = thrown
+    finally:
+        await agen.aclose()
+
+
+# --- carrying the purpose into thread pools ------------------------------------------------------
+# ThreadPoolExecutor.submit and loop.run_in_executor run the callable in the worker's own context,
+# so the caller's purpose is lost there. Each helper runs the callable in a copy of the caller's
+# context; the worker's context is never modified, so nothing stays behind for its next task.
+
+
+def with_purpose_context(fn: Callable[P, R]) -> Callable[P, R]:
+    """Bind ``fn`` to a copy of the current context (purpose included), for any executor."""
+    ctx = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return ctx.copy().run(fn, *args, **kwargs)
+
+    return run
+
+
+def submit(executor: Executor, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    """``executor.submit`` that keeps the caller's purpose for ``fn``."""
+    ctx = contextvars.copy_context()
+    return executor.submit(ctx.run, fn, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def run_in_executor(executor: Executor | None, fn: Callable[..., R], *args: Any) -> Awaitable[R]:
+    """``loop.run_in_executor`` that keeps the caller's purpose for ``fn``."""
+    loop = asyncio.get_running_loop()
+    return loop.run_in_executor(executor, contextvars.copy_context().run, fn, *args)
+
+
+class PurposeAwareExecutor(ThreadPoolExecutor):
+    """A ThreadPoolExecutor whose ``submit`` (and so ``map``) keeps the caller's purpose."""
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        ctx = contextvars.copy_context()
+        return super().submit(ctx.run, fn, *args, **kwargs)  # type: ignore[arg-type]

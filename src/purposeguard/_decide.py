@@ -1,0 +1,89 @@
+"""The reference decision: DESIGN §3 written as plainly as possible.
+
+This is the executable model. The compiled fast path (``_compile``) must agree with it on every
+input; the property tests hold the two against each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from ._ids import ancestors, is_purpose_id, is_within
+
+__all__ = ["Decision", "Rule", "decide"]
+
+#: Reasons a decision can give. ``expired``, ``suspended`` and ``consent`` come from subject-level
+#: rules layered on top of this function.
+REASONS = ("allowed", "no_purpose", "unknown_purpose", "prohibited", "not_allowed", "no_policy")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Which rule decided: ``kind`` is the reason; ``matched`` the purpose of the data that
+    matched (an allowed or prohibited one); ``through`` the compatible purpose used, if any."""
+
+    kind: str
+    matched: str | None = None
+    through: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one check. Frozen; ``bool(decision)`` is ``decision.allowed``."""
+
+    allowed: bool
+    reason: str
+    purpose: str | None
+    policy_version: str | None
+    rule: Rule
+    policy_id: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def decide_rule(
+    purpose: str | None,
+    collected_for: Collection[str],
+    prohibited: Collection[str],
+    purposes: Collection[str],
+    compatible: Mapping[str, Collection[str]],
+) -> Rule:
+    """Decide one access purpose against one field's intended purposes (A, P).
+
+    ``purposes`` is the policy's set of declared ids; ``compatible`` maps a purpose to the purposes
+    it is declared ``compatible_with``.
+    """
+    if purpose is None:
+        return Rule("no_purpose")
+    if not is_purpose_id(purpose) or purpose not in purposes:
+        return Rule("unknown_purpose")
+    for p in prohibited:  # ↕P: the purpose, its ancestors and its descendants
+        if is_within(purpose, p) or is_within(p, purpose):
+            return Rule("prohibited", matched=p)
+    for a in collected_for:  # ↓A
+        if is_within(purpose, a):
+            return Rule("allowed", matched=a)
+    # compatible_with: X (and its descendants) may be used wherever Y may, Y ∈ ↓A; not transitive.
+    for x in (purpose, *ancestors(purpose)):
+        for y in compatible.get(x, ()):
+            for a in collected_for:
+                if is_within(y, a):
+                    return Rule("allowed", matched=a, through=y)
+    return Rule("not_allowed")
+
+
+def decide(
+    purpose: str | None,
+    collected_for: Collection[str],
+    prohibited: Collection[str],
+    purposes: Collection[str],
+    compatible: Mapping[str, Collection[str]],
+    *,
+    policy_id: str | None = None,
+    policy_version: str | None = None,
+) -> Decision:
+    rule = decide_rule(purpose, collected_for, prohibited, purposes, compatible)
+    shown = purpose if purpose is None or is_purpose_id(purpose) else None
+    return Decision(rule.kind == "allowed", rule.kind, shown, policy_version, rule, policy_id)

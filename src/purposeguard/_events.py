@@ -1,0 +1,265 @@
+"""Violation events: built from allowlisted keys, recorded at once where a span is live, and
+delivered to logs and the audit log through a bounded buffer with storm control.
+
+Nothing here ever sees a guarded value: events are built from purposes, names and code locations.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+from opentelemetry import metrics, trace
+
+__all__ = ["SCHEMA", "VIOLATION_KEYS", "Emitter", "Sink", "emitter"]
+
+SCHEMA = "purposeguard.violation/1"
+VIOLATION = "purposeguard.violation"
+SUMMARY = "purposeguard.violation_summary"
+DROPPED = "purposeguard.dropped"
+
+#: The only keys a violation event may carry (DESIGN §5); ``seq``/``prev_hash`` are added by the
+#: audit log.
+VIOLATION_KEYS = (
+    "event", "schema", "ts", "decision", "mode", "enforced", "reason", "purpose", "allowed",
+    "prohibited", "field", "accessor", "channel", "policy_id", "policy_version", "subject",
+    "trace_id", "span_id", "service", "code",
+)  # fmt: skip
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_SKIP_DIRS: tuple[str, ...] = (_PACKAGE_DIR,)
+for _name in ("wrapt", "pydantic", "pydantic_core", "contextlib", "functools"):
+    _mod = sys.modules.get(_name)
+    if _mod is not None and getattr(_mod, "__file__", None):
+        _SKIP_DIRS += (str(Path(_mod.__file__).resolve().parent),)  # type: ignore[arg-type]
+_SKIP_FILES = tuple(f"{os.sep}{name}.py" for name in ("contextlib", "functools"))
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def caller_location() -> str | None:
+    """``file:line`` of the first frame outside purposeguard and the libraries it drives."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_SKIP_DIRS) and not filename.endswith(_SKIP_FILES):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+class Sink(Protocol):
+    """Where buffered records go besides structlog (the audit log is one)."""
+
+    def emit(self, record: dict[str, Any]) -> None: ...
+    def flush(self, timeout: float | None = None) -> bool: ...
+    def close(self) -> None: ...
+
+
+_meter = metrics.get_meter("purposeguard")
+_decisions = _meter.create_counter(
+    "purposeguard.decisions", unit="{decision}", description="Denied uses of guarded data"
+)
+
+
+class Emitter:
+    """Delivers events. Captures and span events happen at once; log lines and audit records
+    are storm-controlled and then go through a bounded buffer to a writer thread."""
+
+    def __init__(self) -> None:
+        self._reset_state()
+        self.capacity = 10_000
+        self.storm_limit = 100
+        self.storm_window = 1.0
+        self.sinks: tuple[Sink, ...] = ()
+        self.service: str | None = os.environ.get("OTEL_SERVICE_NAME") or None
+        self._captures: list[list[dict[str, Any]]] = []
+        os.register_at_fork(after_in_child=self._reset_state)
+        atexit.register(self.close)
+
+    def _reset_state(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self._enqueued = 0
+        self._written = 0
+        self._dropped = 0
+        self._storm: dict[tuple[Any, ...], list[Any]] = {}
+        self._window_start = time.monotonic()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # --- producers ------------------------------------------------------------------------------
+
+    def violation(self, event: dict[str, Any]) -> None:
+        """Record a violation event (a dict of VIOLATION_KEYS)."""
+        span = trace.get_current_span()
+        ctx = span.get_span_context()
+        if ctx.is_valid:
+            event["trace_id"] = format(ctx.trace_id, "032x")
+            event["span_id"] = format(ctx.span_id, "016x")
+        for captured in self._captures:
+            captured.append(dict(event))
+        if span.is_recording():
+            span.add_event(
+                VIOLATION,
+                {
+                    f"purposeguard.{k}": v
+                    for k, v in event.items()
+                    if v is not None and k != "event"
+                },
+            )
+        _decisions.add(1, {"decision": "deny", "mode": event["mode"]})
+        key = (event["field"], event["accessor"], event["purpose"], event["reason"], event["code"])
+        with self._cond:
+            self._roll_window()
+            entry = self._storm.get(key)
+            if entry is None:
+                self._storm[key] = [1, 0, event]
+            else:
+                entry[0] += 1
+                if entry[0] > self.storm_limit:
+                    entry[1] += 1
+                    return
+            self._put(VIOLATION, event)
+
+    def record(self, name: str, fields: dict[str, Any]) -> None:
+        """Record an operational event (mode change, policy reload, rejected claim, ...)."""
+        event = {"event": name, "ts": now_iso(), **fields}
+        with self._cond:
+            self._put(name, event)
+
+    def _put(self, name: str, event: dict[str, Any]) -> None:
+        if self._closed:
+            self._deliver([(name, event)])
+            return
+        if len(self._queue) >= self.capacity:
+            self._dropped += 1
+            return
+        self._queue.append((name, event))
+        self._enqueued += 1
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="purposeguard-events", daemon=True
+            )
+            self._thread.start()
+        self._cond.notify()
+
+    def _roll_window(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._window_start < self.storm_window:
+            return
+        for _count, suppressed, first in self._storm.values():
+            if suppressed:
+                summary = {
+                    k: first.get(k)
+                    for k in ("schema", "mode", "enforced", "reason", "purpose", "allowed",
+                              "prohibited", "field", "accessor", "channel", "policy_id",
+                              "policy_version", "service", "code")
+                }  # fmt: skip
+                summary.update(event=SUMMARY, ts=now_iso(), decision="deny", count=suppressed,
+                               window_seconds=round(now - self._window_start, 3))  # fmt: skip
+                self._queue.append((SUMMARY, summary))
+                self._enqueued += 1
+        if self._dropped:
+            self._queue.append(
+                (DROPPED, {"event": DROPPED, "ts": now_iso(), "count": self._dropped})
+            )
+            self._enqueued += 1
+            self._dropped = 0
+        self._storm.clear()
+        self._window_start = now
+
+    # --- the writer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._queue:
+                    self._cond.wait(self.storm_window)
+                self._roll_window()
+                batch = list(self._queue)
+                self._queue.clear()
+            if batch:
+                self._deliver(batch)
+                with self._cond:
+                    self._written += len(batch)
+                    self._cond.notify_all()
+
+    def _deliver(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        log = structlog.get_logger("purposeguard")
+        for name, event in batch:
+            fields = {k: v for k, v in event.items() if k != "event"}
+            try:
+                if name in (VIOLATION, SUMMARY, DROPPED):
+                    log.warning(name, **fields)
+                else:
+                    log.info(name, **fields)
+            except Exception:
+                pass
+            for sink in self.sinks:
+                try:
+                    sink.emit(event)
+                except Exception:
+                    pass
+
+    def flush(self, timeout: float | None = 5.0) -> bool:
+        """Deliver everything recorded so far, storm summaries included; True if all made it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._roll_window(force=True)
+            target = self._enqueued
+            if self._queue and self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="purposeguard-events", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+            while self._written < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        ok = True
+        for sink in self.sinks:
+            try:
+                ok = (
+                    sink.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                    and ok
+                )
+            except Exception:
+                ok = False
+        return ok
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._closed = True
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:
+                pass
+
+    @contextmanager
+    def capture(self) -> Iterator[list[dict[str, Any]]]:
+        captured: list[dict[str, Any]] = []
+        self._captures = [*self._captures, captured]
+        try:
+            yield captured
+        finally:
+            self._captures = [c for c in self._captures if c is not captured]
+
+
+emitter = Emitter()

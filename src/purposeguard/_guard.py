@@ -1,0 +1,459 @@
+"""Guards: the allow fast path, the deny slow path, ``accessor()``, ``guard_function()``,
+``check()`` and ``explain()``.
+
+The allow path of an accessor is wrapt's ``enabled=`` hook: a ContextVar read and a frozenset
+membership test. When it says "allowed", wrapt calls the function directly (no wrapper frame, no
+allocation); only a denial reaches the wrapper, which decides, records and raises or passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import inspect
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+import wrapt
+
+from . import _config
+from ._compile import CompiledPolicy, Tag, compile_policy
+from ._context import _current, adrive, drive, resolve
+from ._decide import Decision, Rule, decide_rule
+from ._events import SCHEMA, VIOLATION, caller_location, emitter, now_iso
+from ._ids import is_purpose_id
+from ._policy import Mode, Policy
+from .exceptions import ConfigurationError, PolicyError, PurposeViolation
+
+__all__ = ["Guard", "accessor", "check", "explain", "guard_function"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRef:
+    """A tagged field: its dotted path and the tag its class declares (if any)."""
+
+    path: str
+    tag: Tag | None
+
+
+def field_ref(owner: Any, name: str) -> FieldRef:
+    """Resolve ``(Model, "field")`` (or a dotted path) to a :class:`FieldRef`."""
+    if isinstance(owner, str):
+        return FieldRef(f"{owner}.{name}", None)
+    if not isinstance(owner, type):
+        raise ConfigurationError(
+            f"fields take (class, field name) pairs, not {type(owner).__name__}"
+        )
+    table = getattr(owner, "__purposeguard_fields__", None) or {}
+    path = f"{owner.__module__}.{owner.__qualname__}.{name}"
+    return FieldRef(path, table.get(name))
+
+
+class Guard:
+    """What one field or accessor may be used for, kept bound to the configured policy."""
+
+    __slots__ = ("__weakref__", "allowed", "kind", "name", "sources", "state")
+
+    def __init__(self, kind: str, name: str, sources: Sequence[Tag | FieldRef]) -> None:
+        self.kind = kind  # "field" or "accessor"
+        self.name = name
+        self.sources = tuple(sources)
+        #: the hot path reads only this: every declared purpose the data may be used for
+        self.allowed: frozenset[str] = frozenset()
+        self.state: tuple[CompiledPolicy | None, tuple[Tag, ...]] = (None, ())
+        for source in self.sources:
+            tag = source if isinstance(source, Tag) else source.tag
+            for pid in (*tag.collected_for, *tag.prohibited) if tag else ():
+                if not is_purpose_id(pid):
+                    raise ConfigurationError(f"{kind} {name}: {pid!r} is not a purpose id")
+
+    def __repr__(self) -> str:
+        return f"<Guard {self.kind} {self.name}>"
+
+    def tags(self, compiled: CompiledPolicy | None) -> tuple[Tag, ...]:
+        out: list[Tag] = []
+        for source in self.sources:
+            if isinstance(source, Tag):
+                out.append(source)
+                continue
+            from_policy = compiled.field_tags.get(source.path) if compiled else None
+            found = [t for t in (source.tag, from_policy) if t is not None]
+            if not found and compiled is not None:
+                raise PolicyError(
+                    f"{self.kind} {self.name} uses field {source.path}, which has no purposes",
+                    file=compiled.policy.source or "<python>",
+                    path=f"fields.{source.path}",
+                    fix="tag it with CollectedFor(...) or list it under fields: in the policy",
+                )
+            out.extend(found)
+        return tuple(out)
+
+    def prepare(self, compiled: CompiledPolicy | None) -> tuple[Any, ...]:
+        tags = self.tags(compiled)
+        if compiled is None or not tags:
+            return (frozenset(), (compiled, tags))
+        allowed: frozenset[str] | None = None
+        for tag in tags:
+            compiled.check_tag(tag, f"{self.kind} {self.name}")
+            tag_allowed = compiled.allowed_set(tag)
+            allowed = tag_allowed if allowed is None else allowed & tag_allowed
+        return (allowed, (compiled, tags))
+
+    def install(self, prepared: object) -> None:
+        allowed: frozenset[str]
+        state: tuple[CompiledPolicy | None, tuple[Tag, ...]]
+        allowed, state = prepared  # type: ignore[misc]
+        self.state = state
+        self.allowed = allowed
+
+    def decide(self, purpose: str | None) -> tuple[Rule, Tag | None]:
+        """The deciding rule: the first tag that denies, else the allowing rule."""
+        compiled, tags = self.state
+        if compiled is None:
+            return Rule("no_policy"), (tags[0] if tags else None)
+        if not tags:
+            return Rule("not_allowed"), None
+        rule = Rule("allowed")
+        for tag in tags:
+            rule = decide_rule(
+                purpose, tag.collected_for, tag.prohibited, compiled.purposes, compiled.compatible
+            )
+            if rule.kind != "allowed":
+                return rule, tag
+        return rule, tags[0]
+
+    def deny(self, raw: object, channel: str, subject: str | None = None) -> None:
+        """The slow path, entered when the fast test failed. Returns if the use may proceed
+        (allowed after all, or monitor mode); raises PurposeViolation in enforce mode."""
+        purpose = resolve(raw)
+        if purpose is not None and purpose in self.allowed:
+            return
+        rule, tag = self.decide(purpose)
+        if rule.kind == "allowed":  # tags and allow set from different policies mid-swap
+            rule = Rule("not_allowed")
+        violate(self, purpose, rule, tag, channel, subject)
+
+
+def subject_hash(subject_id: object) -> str | None:
+    """The keyed hash (HMAC-SHA256, configured ``subject_key``) of a subject id; never the id."""
+    key = _config.state.subject_key
+    if key is None or subject_id is None:
+        return None
+    return "hmac-sha256:" + hmac.new(key, str(subject_id).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def violate(
+    guard: Guard,
+    purpose: str | None,
+    rule: Rule,
+    tag: Tag | None,
+    channel: str,
+    subject: str | None = None,
+    *,
+    mode: Mode | None = None,
+) -> None:
+    """Record a violation of ``guard`` and raise it in enforce mode."""
+    compiled = guard.state[0]
+    if mode is None:
+        mode = _config.mode_for(purpose, tag.mode if tag else None)
+    allowed = tag.collected_for if tag else ()
+    prohibited = tag.prohibited if tag else ()
+    field = guard.name if guard.kind == "field" else None
+    accessor_name = guard.name if guard.kind != "field" else None
+    emitter.violation(
+        {
+            "event": VIOLATION,
+            "schema": SCHEMA,
+            "ts": now_iso(),
+            "decision": "deny",
+            "mode": mode,
+            "enforced": mode == "enforce",
+            "reason": rule.kind,
+            "purpose": purpose,
+            "allowed": list(allowed),
+            "prohibited": list(prohibited),
+            "field": field,
+            "accessor": accessor_name,
+            "channel": channel,
+            "policy_id": compiled.id if compiled else None,
+            "policy_version": compiled.version if compiled else None,
+            "subject": subject,
+            "trace_id": None,
+            "span_id": None,
+            "service": emitter.service,
+            "code": caller_location(),
+        }
+    )
+    if mode == "enforce":
+        raise PurposeViolation(
+            purpose=purpose,
+            allowed=allowed,
+            prohibited=prohibited,
+            field=field,
+            accessor=accessor_name,
+            channel=channel,
+            reason=rule.kind,
+            policy_id=compiled.id if compiled else None,
+            policy_version=compiled.version if compiled else None,
+        )
+
+
+# --- accessors -----------------------------------------------------------------------------------
+
+
+def _tags_for(
+    collected_for: Iterable[str],
+    prohibited: Iterable[str],
+    fields: Iterable[tuple[Any, str]],
+    mode: Mode | None,
+) -> list[Tag | FieldRef]:
+    sources: list[Tag | FieldRef] = []
+    collected_for, prohibited = tuple(collected_for), tuple(prohibited)
+    if collected_for or prohibited:
+        if not collected_for:
+            raise ConfigurationError("prohibited= needs collected_for= (the data's own purposes)")
+        sources.append(Tag.of(collected_for, prohibited, mode))
+    for pair in fields:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[1], str)):
+            raise ConfigurationError(f"fields takes (class, field name) pairs, not {pair!r}")
+        sources.append(field_ref(*pair))
+    if not sources:
+        raise ConfigurationError("an accessor needs collected_for= or fields=")
+    return sources
+
+
+def _underlying(fn: Any) -> Any:
+    return fn.__func__ if isinstance(fn, classmethod | staticmethod) else fn
+
+
+def _wrap(fn: Any, guard: Guard) -> Any:
+    """Wrap ``fn`` (function, method, classmethod, staticmethod; sync, async or generator)."""
+    target = _underlying(fn)
+    current = _current.get
+
+    if inspect.isgeneratorfunction(target):
+
+        def checked() -> None:
+            raw = current()
+            if raw not in guard.allowed:
+                guard.deny(raw, "accessor")
+
+        def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            checked()
+            return drive(wrapped(*args, **kwargs), checked)
+
+        return wrapt.FunctionWrapper(fn, gen_wrapper)
+
+    if inspect.isasyncgenfunction(target):
+
+        def achecked() -> None:
+            raw = current()
+            if raw not in guard.allowed:
+                guard.deny(raw, "accessor")
+
+        def agen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            achecked()
+            return adrive(wrapped(*args, **kwargs), achecked)
+
+        return wrapt.FunctionWrapper(fn, agen_wrapper)
+
+    def enabled() -> bool:  # True sends the call through the (denying) wrapper
+        return current() not in guard.allowed
+
+    if inspect.iscoroutinefunction(target):
+
+        def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            raw = current()
+
+            async def denied() -> Any:
+                guard.deny(raw, "accessor")
+                return await wrapped(*args, **kwargs)
+
+            return denied()
+
+        return wrapt.FunctionWrapper(fn, async_wrapper, enabled=enabled)
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        guard.deny(current(), "accessor")
+        return wrapped(*args, **kwargs)
+
+    return wrapt.FunctionWrapper(fn, wrapper, enabled=enabled)
+
+
+def accessor(
+    *,
+    collected_for: Iterable[str] = (),
+    prohibited: Iterable[str] = (),
+    fields: Iterable[tuple[Any, str]] = (),
+    mode: Mode | None = None,
+    name: str | None = None,
+) -> Callable[[F], F]:
+    """Guard a function that returns personal data.
+
+    ``collected_for``/``prohibited`` are the purposes of the data it returns; ``fields`` inherits
+    the tags of ``(Model, "field")`` pairs. A call must comply with every tag. ``mode`` overrides
+    the mode for this accessor. Works on functions, methods, classmethods, staticmethods, async
+    functions, generators and async generators; generators are checked at creation and at every
+    step. Raises ConfigurationError/PolicyError here if a tag is malformed or names a purpose the
+    configured policy does not declare.
+    """
+    sources = _tags_for(collected_for, prohibited, fields, mode)
+
+    def decorate(fn: F) -> F:
+        target = _underlying(fn)
+        label = name or f"{target.__module__}:{target.__qualname__}"
+        guard = Guard("accessor", label, sources)
+        _config.register(guard)
+        wrapped = _wrap(fn, guard)
+        wrapped.__purposeguard_guard__ = guard
+        return wrapped  # type: ignore[no-any-return]
+
+    return decorate
+
+
+def guard_function(
+    target: str,
+    *,
+    collected_for: Iterable[str] = (),
+    prohibited: Iterable[str] = (),
+    fields: Iterable[tuple[Any, str]] = (),
+    mode: Mode | None = None,
+) -> Guard:
+    """Guard ``"pkg.module:qualname"`` in code you don't own.
+
+    Patches the module attribute now if the module is imported, else as soon as it is. Code that
+    already holds a reference to the original (``from pkg.module import fn`` before this call)
+    keeps calling the original: install guards at start-up, before such imports.
+    """
+    module_name, sep, qualname = target.partition(":")
+    if not sep or not module_name or not qualname:
+        raise ConfigurationError(f"guard_function takes 'pkg.module:qualname', not {target!r}")
+    guard = Guard("accessor", target, _tags_for(collected_for, prohibited, fields, mode))
+    _config.register(guard)
+
+    def apply(module: Any) -> None:
+        parent, attribute, original = wrapt.resolve_path(module, qualname)
+        if getattr(original, "__purposeguard_guard__", None) is not None:
+            raise ConfigurationError(f"{target} is already guarded")
+        wrapped = _wrap(original, guard)
+        wrapped.__purposeguard_guard__ = guard
+        wrapt.apply_patch(parent, attribute, wrapped)
+
+    if module_name in sys.modules:
+        apply(sys.modules[module_name])
+    else:
+        wrapt.register_post_import_hook(apply, module_name)
+    return guard
+
+
+# --- check and explain ---------------------------------------------------------------------------
+
+_compiled_for_policy: dict[int, tuple[Policy, CompiledPolicy]] = {}
+_CHECK_CACHE_LIMIT = 4096
+
+
+def _compiled(policy: Policy | None) -> CompiledPolicy | None:
+    if policy is None:
+        return _config.state.compiled
+    hit = _compiled_for_policy.get(id(policy))
+    if hit is not None and hit[0] is policy:
+        return hit[1]
+    if len(_compiled_for_policy) > 16:
+        _compiled_for_policy.clear()
+    compiled = compile_policy(policy)
+    _compiled_for_policy[id(policy)] = (policy, compiled)
+    return compiled
+
+
+def check(
+    purpose: str | None,
+    *,
+    collected_for: Sequence[str] = (),
+    prohibited: Sequence[str] = (),
+    field: tuple[Any, str] | None = None,
+    policy: Policy | None = None,
+) -> Decision:
+    """Decide whether data with these purposes may be used for ``purpose``. Never raises a
+    violation and records nothing: it is a question, not a use. ``field=(Model, "name")`` takes
+    the field's tags; ``policy=`` decides against that policy instead of the configured one."""
+    compiled = _config.state.compiled if policy is None else _compiled(policy)
+    try:
+        return compiled._check_cache[(purpose, collected_for, prohibited, field)]  # type: ignore[union-attr,no-any-return]
+    except (KeyError, TypeError, AttributeError):
+        return _check_slow(compiled, purpose, collected_for, prohibited, field)
+
+
+def _check_slow(
+    compiled: CompiledPolicy | None,
+    purpose: Any,
+    collected_for: Sequence[str],
+    prohibited: Sequence[str],
+    field: tuple[Any, str] | None,
+) -> Decision:
+    sources: list[Tag | FieldRef] = []
+    try:
+        if collected_for or prohibited:
+            sources.append(Tag.of(collected_for, prohibited))
+        if field is not None:
+            sources.append(field_ref(*field))
+        guard = Guard("check", "check", sources)
+        guard.install(guard.prepare(compiled))
+        rule, _ = guard.decide(purpose)
+    except (PolicyError, ConfigurationError, TypeError):
+        rule = Rule("invalid_tag")
+    shown = purpose if purpose is None or is_purpose_id(purpose) else None
+    decision = Decision(
+        rule.kind == "allowed",
+        rule.kind,
+        shown,
+        compiled.version if compiled else None,
+        rule,
+        compiled.id if compiled else None,
+    )
+    if compiled is not None and len(compiled._check_cache) < _CHECK_CACHE_LIMIT:
+        try:
+            compiled._check_cache[(purpose, collected_for, prohibited, field)] = decision
+        except TypeError:  # unhashable arguments: answer without caching
+            pass
+    return decision
+
+
+def explain(
+    purpose: str | None,
+    *,
+    collected_for: Sequence[str] = (),
+    prohibited: Sequence[str] = (),
+    field: tuple[Any, str] | None = None,
+    policy: Policy | None = None,
+) -> str:
+    """The decision of :func:`check`, in words."""
+    d = check(
+        purpose, collected_for=collected_for, prohibited=prohibited, field=field, policy=policy
+    )
+    compiled = _config.state.compiled if policy is None else _compiled(policy)
+    version = f"policy {d.policy_id}@{d.policy_version}" if compiled else "no policy configured"
+    data = f"data collected for {', '.join(sorted(collected_for)) or '(field tags)'}"
+    if prohibited:
+        data += f", prohibited for {', '.join(sorted(prohibited))}"
+    shown = repr(d.purpose) if d.purpose is not None else "(none)"
+    rule = d.rule
+    why = {
+        "allowed": f"{shown} is {rule.matched!r} or below it"
+        + (f", through its compatibility with {rule.through!r}" if rule.through else ""),
+        "prohibited": f"{shown} is {rule.matched!r}, above it or below it, and that is prohibited",
+        "not_allowed": f"{shown} is not one of the allowed purposes or below one, and no purpose "
+        "it is compatible with is",
+        "no_purpose": "no purpose is active; declare one with pg.purpose(...)",
+        "unknown_purpose": f"{'the purpose' if d.purpose is None else shown} is not declared in "
+        "the policy",
+        "no_policy": "no policy is configured; call pg.configure(policy=...)",
+        "invalid_tag": "the tags name purposes the policy does not declare, or are malformed",
+    }.get(d.reason, d.reason)
+    verdict = "ALLOW" if d.allowed else f"DENY ({d.reason})"
+    return f"{verdict}: {why}. [{data}; {version}]"

@@ -1,0 +1,67 @@
+"""Helpers for testing code that uses purposeguard.
+
+``capture_violations()`` records every violation event inside its block, in enforce and monitor
+mode alike, from any thread; ``policy()`` builds a small policy in one line; ``reset()`` forgets
+all configuration between tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from . import _config
+from ._events import emitter
+from ._policy import Mode, Policy, Purpose
+
+__all__ = ["capture_violations", "flush", "make_policy", "reset"]
+
+
+@contextmanager
+def capture_violations() -> Iterator[list[dict[str, Any]]]:
+    """Yield the list of violation events (dicts in the DESIGN §5 schema) recorded inside the
+    block. Events are appended when the violation happens, not when logs are flushed."""
+    with emitter.capture() as captured:
+        yield captured
+
+
+def make_policy(
+    purposes: Iterable[str] | Mapping[str, str],
+    *,
+    id: str = "test",
+    version: str = "1",
+    mode: Mode = "enforce",
+    compatible: Mapping[str, Iterable[str]] | None = None,
+    modes: Mapping[str, Mode] | None = None,
+) -> Policy:
+    """A policy from purpose ids (or ids → descriptions); parents are added when missing."""
+    described = dict(purposes) if isinstance(purposes, Mapping) else {p: p for p in purposes}
+    for pid in list(described):
+        parts = pid.split(".")
+        for i in range(1, len(parts)):
+            described.setdefault(".".join(parts[:i]), ".".join(parts[:i]))
+    compatible, modes = compatible or {}, modes or {}
+    return Policy(
+        id=id,
+        version=version,
+        mode=mode,
+        purposes={
+            pid: Purpose(
+                description=text,
+                compatible_with=tuple(compatible.get(pid, ())),
+                mode=modes.get(pid),
+            )
+            for pid, text in described.items()
+        },
+    )
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Deliver every buffered log line and audit record now (storm summaries included)."""
+    return emitter.flush(timeout)
+
+
+def reset() -> None:
+    """Forget all configuration: no policy, no mode override, no audit log, default limits."""
+    _config.reset()
