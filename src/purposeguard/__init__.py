@@ -20,7 +20,16 @@ from ._context import (
 from ._decide import Decision, Rule
 from ._events import SCHEMA
 from ._guard import accessor, check, explain, guard_function
-from ._policy import FieldTag, Mode, Policy, Purpose, load_policy
+from ._policy import (
+    Category,
+    FieldTag,
+    Mode,
+    Policy,
+    Purpose,
+    Recipient,
+    Retention,
+    load_policy,
+)
 from ._version import __version__
 from .exceptions import ConfigurationError, PolicyError, PurposeGuardError, PurposeViolation
 
@@ -28,6 +37,7 @@ __all__ = [
     "ENV_AUDIT_KEY",
     "ENV_SERVICE",
     "SCHEMA",
+    "Category",
     "ConfigurationError",
     "Decision",
     "FieldTag",
@@ -38,6 +48,8 @@ __all__ = [
     "PurposeAwareExecutor",
     "PurposeGuardError",
     "PurposeViolation",
+    "Recipient",
+    "Retention",
     "Rule",
     "Tag",
     "__version__",

@@ -13,15 +13,18 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
     StrictStr,
     ValidationError,
     model_validator,
@@ -30,7 +33,20 @@ from pydantic import (
 from ._ids import describe_bad_id, is_purpose_id, parent
 from .exceptions import PolicyError
 
-__all__ = ["DEFAULT_MAX_BYTES", "MAX_DEPTH", "FieldTag", "Mode", "Policy", "Purpose", "load_policy"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MAX_DEPTH",
+    "Category",
+    "FieldTag",
+    "Mode",
+    "Policy",
+    "Purpose",
+    "Recipient",
+    "RecipientKind",
+    "Retention",
+    "load_policy",
+    "parse_duration",
+]
 
 Mode = Literal["enforce", "monitor"]
 
@@ -48,6 +64,32 @@ class _SemanticError(Exception):
     def __init__(self, path: str, message: str, fix: str) -> None:
         super().__init__(message)
         self.path, self.message, self.fix = path, message, fix
+
+
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdwy])\Z")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_duration(value: object) -> timedelta:
+    """``"30d"``, ``"12h"``, ``"3y"`` (a year is 365 days) → timedelta; a timedelta passes."""
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise ValueError("a duration must be positive")
+        return value
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            "a duration is a positive whole number and a unit s, m, h, d, w or y, such as '3y'"
+        )
+    return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+#: third_party: provision needs consent or a legal ground. contractor: entrustment of our own
+#: work (outsourcing), not provision. successor: business succession. joint_use: joint use
+#: announced under the law. The last three are recorded as what they are, not as provision.
+RecipientKind = Literal["third_party", "contractor", "successor", "joint_use"]
 
 
 class _Frozen(BaseModel):
@@ -68,6 +110,35 @@ class FieldTag(_Frozen):
     collected_for: tuple[StrictStr, ...]
     prohibited: tuple[StrictStr, ...] = ()
     mode: Mode | None = None
+    category: StrictStr | None = None
+    retention: Duration | None = None
+
+
+class Category(_Frozen):
+    """A category of data. A ``strict`` category (My Number) may be used only for its closed
+    ``purposes`` list, which per-record consent can never widen."""
+
+    description: StrictStr
+    strict: StrictBool = False
+    purposes: tuple[StrictStr, ...] = ()
+    retention: Duration | None = None
+
+
+class Recipient(_Frozen):
+    """Someone outside the processing code that data may be given to."""
+
+    description: StrictStr
+    kind: RecipientKind
+    #: what the recipient does with the data (for a contractor, the entrusted work's purposes)
+    purposes: tuple[StrictStr, ...] = ()
+    #: strict categories this recipient may receive (only where the law enumerates it)
+    categories: tuple[StrictStr, ...] = ()
+
+
+class Retention(_Frozen):
+    """How long purposeguard keeps its own records."""
+
+    provision_records: Duration = timedelta(days=3 * 365)
 
 
 class Policy(_Frozen):
@@ -82,6 +153,9 @@ class Policy(_Frozen):
     mode: Mode = "enforce"
     purposes: dict[StrictStr, Purpose]
     fields: dict[StrictStr, FieldTag] = Field(default_factory=dict)
+    categories: dict[StrictStr, Category] = Field(default_factory=dict)
+    recipients: dict[StrictStr, Recipient] = Field(default_factory=dict)
+    retention: Retention = Field(default_factory=Retention)
 
     _source: str | None = PrivateAttr(default=None)
 
@@ -142,7 +216,39 @@ class Policy(_Frozen):
             for key, ids in (("collected_for", tag.collected_for), ("prohibited", tag.prohibited)):
                 for i, pid in enumerate(ids):
                     self._known(pid, f"{where}.{key}[{i}]")
+            if tag.category is not None:
+                self._category(tag.category, f"{where}.category")
+        for name, category in self.categories.items():
+            where = f"categories.{name}"
+            self._name(name, where)
+            if category.strict and not category.purposes:
+                raise _SemanticError(
+                    f"{where}.purposes",
+                    "a strict category needs its closed list of purposes",
+                    "list the purposes it may be used for",
+                )
+            for i, pid in enumerate(category.purposes):
+                self._known(pid, f"{where}.purposes[{i}]")
+        for name, recipient in self.recipients.items():
+            where = f"recipients.{name}"
+            self._name(name, where)
+            for i, pid in enumerate(recipient.purposes):
+                self._known(pid, f"{where}.purposes[{i}]")
+            for i, cat in enumerate(recipient.categories):
+                self._category(cat, f"{where}.categories[{i}]")
         return self
+
+    def _name(self, name: str, where: str) -> None:
+        if not is_purpose_id(name) or "." in name:
+            raise _SemanticError(
+                where, "a name is one lowercase segment [a-z][a-z0-9_]*", "rename it"
+            )
+
+    def _category(self, name: str, where: str) -> None:
+        if name not in self.categories:
+            raise _SemanticError(
+                where, f"category {name!r} is not declared", f"declare {name!r} under categories"
+            )
 
     def _known(self, pid: str, where: str) -> None:
         if not is_purpose_id(pid):
@@ -163,6 +269,8 @@ _FIXES = {
     "model_type": "write a mapping",
     "string_too_short": "write a non-empty string",
     "string_too_long": "shorten the value",
+    "bool_type": "write true or false",
+    "value_error": "see the message",
 }
 
 
