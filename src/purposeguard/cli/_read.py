@@ -14,12 +14,13 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import Protocol
 
 __all__ = [
     "MAX_LINE_BYTES",
     "Line",
     "ReadStats",
+    "Readable",
     "iter_lines",
     "iter_records",
     "open_source",
@@ -30,6 +31,12 @@ MAX_LINE_BYTES = 1 << 20
 """Lines longer than this are skipped unread; audit records are a few hundred bytes."""
 
 _BOM = b"\xef\xbb\xbf"
+
+
+class Readable(Protocol):
+    """What reading needs of a stream: files, gzip files and stdin all have it."""
+
+    def readline(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -59,7 +66,7 @@ class Line:
 
 
 @contextlib.contextmanager
-def open_source(name: str) -> Iterator[IO[bytes]]:
+def open_source(name: str) -> Iterator[Readable]:
     """Open ``name`` for binary reading: ``-`` is stdin, ``*.gz`` is decompressed."""
     if name == "-":
         yield sys.stdin.buffer
@@ -71,7 +78,7 @@ def open_source(name: str) -> Iterator[IO[bytes]]:
             yield f
 
 
-def iter_lines(stream: IO[bytes], source: str, cap: int = MAX_LINE_BYTES) -> Iterator[Line]:
+def iter_lines(stream: Readable, source: str, cap: int = MAX_LINE_BYTES) -> Iterator[Line]:
     """Physical lines of ``stream``; a line longer than ``cap`` is drained and yielded as None."""
     lineno = 0
     while True:
