@@ -256,6 +256,9 @@ def summary(logs: tuple[str, ...], fmt: str | None, top: int, **kwargs: Any) -> 
     is_flag=True,
     help="Fail unless the log ends with the final checkpoint of a clean close.",
 )
+@click.option(
+    "--from-genesis", is_flag=True, help="Fail unless the chain starts at seq 0 (no file missing)."
+)
 @click.option("--strict", is_flag=True, help="Fail on a torn tail (crash while writing) too.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def verify(
@@ -263,12 +266,15 @@ def verify(
     key_file: str | None,
     allow_unsigned: bool,
     expect_sealed: bool,
+    from_genesis: bool,
     strict: bool,
     fmt: str,
 ) -> None:
     """Check the hash chain, headers and signed checkpoints; name the first bad seq."""
     key = Path(key_file).read_bytes().rstrip(b"\r\n") if key_file else resolve_key(None)
-    result = verify_log(list(logs), key=key, expect_sealed=expect_sealed)
+    result = verify_log(
+        list(logs), key=key, expect_sealed=expect_sealed, expect_genesis=from_genesis
+    )
     code = result.exit_code(allow_unsigned=allow_unsigned, strict=strict)
     if fmt == "json":
         fields = dataclasses.asdict(result)

@@ -191,7 +191,11 @@ def _parse(data: bytes | None) -> dict[str, object] | None:
 
 
 def verify_log(
-    paths: Sequence[str], *, key: bytes | None = None, expect_sealed: bool = False
+    paths: Sequence[str],
+    *,
+    key: bytes | None = None,
+    expect_sealed: bool = False,
+    expect_genesis: bool = False,
 ) -> VerifyResult:
     """Verify the audit log made of ``paths`` (active and rotated files, any order).
 
@@ -200,6 +204,8 @@ def verify_log(
         key: the HMAC key; without one, signatures are counted as unchecked.
         expect_sealed: fail unless the log ends with the final checkpoint written by ``close()``,
             which turns a cut-off tail into a detectable failure.
+        expect_genesis: fail unless the chain starts at seq 0, so a missing oldest file is a
+            failure rather than a note.
 
     Never raises on file content: tampering and unreadable files are reported in the result.
     """
@@ -210,6 +216,8 @@ def verify_log(
     try:
         for path in ordered:
             verifier.file(path)
+        if expect_genesis and result.first_seq not in (0, None):
+            raise _Tampered(result.first_seq, "the chain does not start at seq 0 (files missing?)")
         if expect_sealed and not verifier.last_final:
             raise _Tampered(
                 verifier.expected_seq, "the log does not end with a final checkpoint (cut off?)"
