@@ -89,7 +89,7 @@ def test_rotation_keeps_one_chain_and_every_file_starts_with_a_header(tmp_path: 
         first = json.loads(Path(name).read_bytes().splitlines()[0])
         assert first["event"] == HEADER_EVENT
     result = verify_log(names, key=KEY, expect_sealed=True, expect_genesis=True)
-    assert (None, 0) == (result.failure, result.exit_code())
+    assert (result.failure, result.exit_code()) == (None, 0)
     assert sum(r["event"] == "purposeguard.violation" for r in records_of(path)) == 60
 
 
@@ -102,11 +102,11 @@ def test_without_a_key_the_chain_is_written_unsigned(
     log.emit(violation())
     log.close()
     header = json.loads(path.read_bytes().splitlines()[0])
-    assert (None, None) == (header["sig"], header["kid"])
+    assert (header["sig"], header["kid"]) == (None, None)
     result = verify_log([str(path)])
     assert result.failure is None
-    assert 1 == result.exit_code()
-    assert 0 == result.exit_code(allow_unsigned=True)
+    assert result.exit_code() == 1
+    assert result.exit_code(allow_unsigned=True) == 0
 
 
 def test_the_key_comes_from_the_environment(
@@ -117,8 +117,8 @@ def test_the_key_comes_from_the_environment(
     log = AuditLog(path)
     log.emit(violation())
     log.close()
-    assert 0 == verify_log([str(path)], key=KEY, expect_sealed=True).exit_code()
-    assert 1 == verify_log([str(path)], key=b"another key").exit_code()
+    assert verify_log([str(path)], key=KEY, expect_sealed=True).exit_code() == 0
+    assert verify_log([str(path)], key=b"another key").exit_code() == 1
 
 
 def test_drops_are_counted_and_written(tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_drops_are_counted_and_written(tmp_path: Path) -> None:
                 log._mutex.acquire()
     log.close()
     dropped = [r for r in records_of(path) if r["event"] == DROPPED_EVENT]
-    assert 5 == sum(r["count"] for r in dropped)  # type: ignore[misc]
+    assert sum(r["count"] for r in dropped) == 5  # type: ignore[misc]
 
 
 def test_block_mode_waits_then_drops_and_counts(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_block_mode_waits_then_drops_and_counts(tmp_path: Path) -> None:
     recs = records_of(path)
     written = sum(r["event"] == "purposeguard.violation" for r in recs)
     dropped = sum(r["count"] for r in recs if r["event"] == DROPPED_EVENT)  # type: ignore[misc]
-    assert 51 == written + dropped
+    assert written + dropped == 51
 
 
 def test_unserializable_and_reserved_records_are_replaced_not_lost(tmp_path: Path) -> None:
@@ -165,9 +165,9 @@ def test_unserializable_and_reserved_records_are_replaced_not_lost(tmp_path: Pat
     log.emit({"event": HEADER_EVENT, "sig": None})
     log.close()
     recs = [r for r in records_of(path) if r["event"] == UNSERIALIZABLE_EVENT]
-    assert 3 == len(recs)
+    assert len(recs) == 3
     assert "object at" not in path.read_text()  # no repr of a value ever reaches the log
-    assert 0 == verify_log([str(path)], key=KEY, expect_sealed=True).exit_code()
+    assert verify_log([str(path)], key=KEY, expect_sealed=True).exit_code() == 0
 
 
 def test_flush_close_and_emit_after_close_are_safe(tmp_path: Path) -> None:
@@ -198,8 +198,8 @@ def test_a_restarted_writer_continues_the_chain(tmp_path: Path) -> None:
             log.emit(violation(run * 10 + i))
         log.close()
     result = verify_log(files_of(path), key=KEY, expect_sealed=True, expect_genesis=True)
-    assert (None, 0) == (result.failure, result.exit_code())
-    assert 12 == sum(r["event"] == "purposeguard.violation" for r in records_of(path))
+    assert (result.failure, result.exit_code()) == (None, 0)
+    assert sum(r["event"] == "purposeguard.violation" for r in records_of(path)) == 12
 
 
 def test_a_torn_tail_is_kept_and_the_writer_continues_in_a_new_file(tmp_path: Path) -> None:
@@ -213,11 +213,11 @@ def test_a_torn_tail_is_kept_and_the_writer_continues_in_a_new_file(tmp_path: Pa
     log.emit(violation(2))
     log.close()
     names = files_of(path)
-    assert 2 == len(names)
+    assert len(names) == 2
     result = verify_log(names, key=KEY, expect_sealed=True, expect_genesis=True)
-    assert (None, 1) == (result.failure, len(result.torn_tails))
-    assert 0 == result.exit_code()
-    assert 1 == result.exit_code(strict=True)
+    assert (result.failure, len(result.torn_tails)) == (None, 1)
+    assert result.exit_code() == 0
+    assert result.exit_code(strict=True) == 1
 
 
 def test_a_forked_child_writes_its_own_records_only(tmp_path: Path) -> None:
@@ -236,23 +236,22 @@ def test_a_forked_child_writes_its_own_records_only(tmp_path: Path) -> None:
     assert os.waitpid(pid, 0)[1] == 0
     log.close()
     seen = sorted(r["i"] for r in records_of(path) if r["event"] == "purposeguard.violation")  # type: ignore[type-var]
-    assert [0, 1, 100] == seen
-    assert 0 == verify_log(files_of(path), key=KEY, expect_sealed=True).exit_code()
+    assert seen == [0, 1, 100]
+    assert verify_log(files_of(path), key=KEY, expect_sealed=True).exit_code() == 0
 
 
 _WRITER = textwrap.dedent(
     """
     import sys, time
     from purposeguard.sinks.audit import AuditLog
-    log = AuditLog(sys.argv[1], key=b"%s", max_bytes=int(sys.argv[3]), checkpoint_every=7)
+    log = AuditLog(sys.argv[1], key=b"@KEY@", max_bytes=int(sys.argv[3]), checkpoint_every=7)
     for i in range(int(sys.argv[2])):
         log.emit({"event": "purposeguard.violation", "i": i, "pid": sys.argv[4]})
-        if i %% 50 == 49:
+        if i % 50 == 49:
             log.flush()
             print(i, flush=True)
     """
-    % KEY.decode()
-)
+).replace("@KEY@", KEY.decode())
 
 
 def _writer(path: Path, n: int, max_bytes: int, tag: str) -> subprocess.Popen[str]:
@@ -270,8 +269,8 @@ def test_processes_sharing_one_path_keep_one_chain(tmp_path: Path) -> None:
         proc.communicate(timeout=60)
         assert proc.returncode == 0  # exit flushes: nothing called close()
     result = verify_log(files_of(path), key=KEY, expect_sealed=True, expect_genesis=True)
-    assert (None, 0) == (result.failure, result.exit_code())
-    assert 900 == sum(r["event"] == "purposeguard.violation" for r in records_of(path))
+    assert (result.failure, result.exit_code()) == (None, 0)
+    assert sum(r["event"] == "purposeguard.violation" for r in records_of(path)) == 900
 
 
 def test_kill_9_loses_at_most_the_batch_in_flight(tmp_path: Path) -> None:
@@ -287,7 +286,7 @@ def test_kill_9_loses_at_most_the_batch_in_flight(tmp_path: Path) -> None:
     proc.stdout.close()
 
     result = verify_log(files_of(path), key=KEY, expect_genesis=True)
-    assert (None, 0) == (result.failure, result.exit_code())
+    assert (result.failure, result.exit_code()) == (None, 0)
     seen = {r["i"] for r in records_of(path) if r["event"] == "purposeguard.violation"}
     assert set(range(flushed + 1)) <= seen  # everything flushed before the kill survived
 
@@ -295,4 +294,4 @@ def test_kill_9_loses_at_most_the_batch_in_flight(tmp_path: Path) -> None:
     log.emit(violation(-1))
     log.close()
     result = verify_log(files_of(path), key=KEY, expect_sealed=True, expect_genesis=True)
-    assert (None, 0) == (result.failure, result.exit_code())
+    assert (result.failure, result.exit_code()) == (None, 0)
