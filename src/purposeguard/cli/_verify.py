@@ -141,7 +141,7 @@ class _Verifier:
                 f"{where}: seq {seq} where {self.expected_seq} was expected "
                 "(records deleted, duplicated or reordered)",
             )
-        if not hmac.compare_digest(prev, self.prev_hash or ""):
+        if prev != self.prev_hash:
             raise _Tampered(
                 seq, f"{where}: prev_hash does not match the record before (edited or reordered)"
             )
@@ -175,7 +175,9 @@ class _Verifier:
                 f"{where}: signed with key id {rec.get('kid')!r}, the key given has id "
                 f"{self.kid!r} (wrong key, or a forged record)",
             )
-        if not isinstance(sig, str) or not hmac.compare_digest(sig, sign(self.key, rec)):
+        if not isinstance(sig, str) or not hmac.compare_digest(
+            sig.encode("utf-8", "surrogatepass"), sign(self.key, rec).encode("ascii")
+        ):
             raise _Tampered(seq, f"{where}: bad signature (forged or edited)")
         self.r.last_signed_seq = seq
 
