@@ -169,7 +169,11 @@ def explain(
         click.echo("\n".join(neutralize(line, 10_000) for line in text.splitlines()))
     else:
         fields = ("allowed", "reason", "purpose", "policy_version", "rule")
-        click.echo(dump_json({k: getattr(decision, k, None) for k in fields}))
+        out = {k: getattr(decision, k, None) for k in fields}
+        rule = out["rule"]
+        if dataclasses.is_dataclass(rule) and not isinstance(rule, type):
+            out["rule"] = dataclasses.asdict(rule)
+        click.echo(dump_json(out))
     sys.exit(0 if decision.allowed else 1)
 
 
