@@ -45,6 +45,13 @@ def _clean_purposeguard() -> Iterator[None]:
 
 
 @pytest.fixture
+def isolated() -> Iterator[None]:
+    """Only guards defined in this test follow the policies it configures."""
+    with pg.testing.isolated_guards():
+        yield
+
+
+@pytest.fixture
 def spans() -> InMemorySpanExporter:
     """The in-memory span exporter of the real OTel SDK, cleared for this test."""
     _SPANS.clear()

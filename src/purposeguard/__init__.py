@@ -19,7 +19,7 @@ from ._context import (
 )
 from ._decide import Decision, Rule
 from ._events import SCHEMA
-from ._guard import accessor, check, explain, guard_function
+from ._guard import GuardedFunction, accessor, check, explain, guard_function
 from ._policy import (
     Category,
     FieldTag,
@@ -41,6 +41,7 @@ __all__ = [
     "ConfigurationError",
     "Decision",
     "FieldTag",
+    "GuardedFunction",
     "Mode",
     "Policy",
     "PolicyError",

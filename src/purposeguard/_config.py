@@ -7,17 +7,23 @@ good one.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._compile import CompiledPolicy, compile_policy
 from ._events import Sink, emitter
 from ._ids import ancestors
 from ._policy import Mode, Policy, load_policy
 from .exceptions import ConfigurationError, PolicyError
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 __all__ = ["ENV_AUDIT_KEY", "ENV_POLICY", "ENV_SERVICE", "configure", "get_policy", "reload_policy"]
 
@@ -41,13 +47,14 @@ class Bindable(Protocol):
 
 
 class _State:
-    __slots__ = ("audit", "compiled", "mode_override", "subject_key")
+    __slots__ = ("audit", "compiled", "mode_override", "registry", "subject_key")
 
     def __init__(self) -> None:
         self.compiled: CompiledPolicy | None = None
         self.mode_override: Mode | None = None
         self.subject_key: bytes | None = None
         self.audit: Sink | None = None
+        self.registry: Registry | None = None
 
 
 state = _State()
@@ -63,6 +70,33 @@ def register(guard: Bindable) -> None:
     with _lock:
         guard.install(guard.prepare(state.compiled))
         _guards.add(guard)
+
+
+def unregister(guard: Bindable) -> None:
+    """Stop keeping ``guard`` bound; it then denies everything (``no_policy``)."""
+    with _lock:
+        _guards.discard(guard)
+        guard.install(guard.prepare(None))
+
+
+@contextmanager
+def isolated_guards() -> Iterator[None]:
+    """Within the block only guards defined inside it follow the policy (for tests that
+    configure unrelated policies). Guards defined before are unbound (they deny everything)
+    and are bound again to the policy in force when the block ends."""
+    with _lock:
+        saved = list(_guards)
+        for guard in saved:
+            unregister(guard)
+    try:
+        yield
+    finally:
+        with _lock:
+            for guard in saved:
+                try:
+                    register(guard)
+                except PolicyError:
+                    _guards.add(guard)  # stays unbound (deny) until a fitting policy comes
 
 
 def mode_for(purpose: str | None, tag_mode: Mode | None) -> Mode:
@@ -93,7 +127,13 @@ def _effective_modes() -> dict[str, Mode]:
 
 def _swap(compiled: CompiledPolicy | None) -> None:
     """Validate every guard against ``compiled``, then install all of them; all or nothing."""
-    prepared = [(guard, guard.prepare(compiled)) for guard in list(_guards)]
+    try:
+        prepared = [(guard, guard.prepare(compiled)) for guard in list(_guards)]
+    except PolicyError:
+        # A guard that is only garbage waiting in a reference cycle must not veto the policy:
+        # collect, then ask the guards that are still alive.
+        gc.collect()
+        prepared = [(guard, guard.prepare(compiled)) for guard in list(_guards)]
     for guard, value in prepared:
         guard.install(value)
     state.compiled = compiled
@@ -110,6 +150,7 @@ def configure(
     storm_limit: int = _UNSET,
     storm_window: float = _UNSET,
     buffer_size: int = _UNSET,
+    registry: Registry | str | os.PathLike[str] | None = _UNSET,
 ) -> None:
     """Configure purposeguard process-wide. Only the arguments given change.
 
@@ -125,6 +166,8 @@ def configure(
     - ``storm_limit``/``storm_window``: at most this many identical violations per window are
       logged one by one; the rest are counted into one summary record.
     - ``buffer_size``: capacity of the log buffer; overflow is counted and reported.
+    - ``registry``: the subject registry (:class:`~purposeguard.Registry`), or a path to its
+      SQLite file; ``None`` removes it. See docs/consent-and-provision.md.
 
     Raises :class:`PolicyError` (and changes nothing) if the policy is invalid or does not
     declare a purpose that a guard already defined uses.
@@ -151,6 +194,8 @@ def configure(
             emitter.capacity = _positive("buffer_size", buffer_size)
         if audit_log is not _UNSET or audit_key is not _UNSET:
             _set_audit(audit_log, audit_key)
+        if registry is not _UNSET:
+            _set_registry(registry)
         after = _effective_modes()
         if before != after:
             changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
@@ -231,6 +276,18 @@ def _set_audit(audit_log: Any, audit_key: Any) -> None:
         old.close()
 
 
+def _set_registry(registry: Any) -> None:
+    if isinstance(registry, str | os.PathLike):
+        from .registry import Registry  # imported only when a registry is configured
+
+        registry = Registry(registry)
+    elif registry is not None and not hasattr(registry, "restricted"):
+        raise ConfigurationError(
+            f"registry= takes a purposeguard.Registry or a path, not {type(registry).__name__}"
+        )
+    state.registry = registry
+
+
 def get_policy() -> Policy | None:
     """The policy in force, or ``None``."""
     compiled = state.compiled
@@ -247,6 +304,9 @@ def reset() -> None:
         if state.audit is not None:
             state.audit.close()
         state.audit = None
+        if state.registry is not None:
+            state.registry.close()
+        state.registry = None
         emitter.sinks = ()
         emitter.storm_limit, emitter.storm_window, emitter.capacity = 100, 1.0, 10_000
         emitter.service = os.environ.get(ENV_SERVICE) or os.environ.get("OTEL_SERVICE_NAME") or None

@@ -156,7 +156,11 @@ class purpose:
 def _decorate_gen(fn: Callable[..., Generator[Any, Any, Any]], name: str) -> Callable[..., Any]:
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        return (yield from drive(fn(*args, **kwargs), lambda: _current.set(name), _current.reset))
+        return (
+            yield from drive(
+                fn(*args, **kwargs), lambda: _current.set(name), _current.reset, close_inside=True
+            )
+        )
 
     return run
 
@@ -164,10 +168,29 @@ def _decorate_gen(fn: Callable[..., Generator[Any, Any, Any]], name: str) -> Cal
 def _decorate_async_gen(
     fn: Callable[..., AsyncGenerator[Any, Any]], name: str
 ) -> Callable[..., Any]:
+    # An ``async def`` with ``yield`` so that the result stays an async generator function
+    # (frameworks such as FastAPI look for one); it forwards asend/athrow by hand, as there is
+    # no ``yield from`` for async generators.
     @functools.wraps(fn)
     async def run(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        async for item in adrive(fn(*args, **kwargs), lambda: _current.set(name), _current.reset):
-            yield item
+        agen = adrive(
+            fn(*args, **kwargs), lambda: _current.set(name), _current.reset, close_inside=True
+        )
+        try:
+            item = await agen.__anext__()
+            while True:
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    item = await agen.athrow(exc)
+                else:
+                    item = await agen.asend(sent)
+        except StopAsyncIteration:
+            return
+        finally:
+            await agen.aclose()
 
     return run
 
@@ -176,10 +199,13 @@ def drive(
     gen: Generator[Any, Any, Any],
     before: Callable[[], Any],
     after: Callable[[Any], Any] = lambda _: None,
+    *,
+    close_inside: bool = False,
 ) -> Generator[Any, Any, Any]:
     """Delegate to ``gen`` like ``yield from`` (PEP 380), calling ``before()`` before every
     resumption and ``after(state)`` when the step ends. Used to scope a purpose to a generator's
-    own steps, and to check a guarded generator's purpose at every step."""
+    own steps, and to check a guarded generator's purpose at every step. With ``close_inside``
+    the generator's clean-up (``close()``) runs inside ``before``/``after`` too."""
     send: Any = None
     exc: BaseException | None = None
     try:
@@ -199,13 +225,20 @@ def drive(
             except BaseException as thrown:
                 exc = thrown
     finally:
-        gen.close()
+        state = before() if close_inside else None
+        try:
+            gen.close()
+        finally:
+            if close_inside:
+                after(state)
 
 
 async def adrive(
     agen: AsyncGenerator[Any, Any],
     before: Callable[[], Any],
     after: Callable[[Any], Any] = lambda _: None,
+    *,
+    close_inside: bool = False,
 ) -> AsyncGenerator[Any, Any]:
     """The async-generator form of :func:`drive` (``asend``/``athrow`` semantics kept)."""
     send: Any = None
@@ -227,7 +260,12 @@ async def adrive(
             except BaseException as thrown:
                 exc = thrown
     finally:
-        await agen.aclose()
+        state = before() if close_inside else None
+        try:
+            await agen.aclose()
+        finally:
+            if close_inside:
+                after(state)
 
 
 # --- carrying the purpose into thread pools ------------------------------------------------------

@@ -27,7 +27,7 @@ from ._ids import is_purpose_id
 from ._policy import Mode, Policy
 from .exceptions import ConfigurationError, PolicyError, PurposeViolation
 
-__all__ = ["Guard", "accessor", "check", "explain", "guard_function"]
+__all__ = ["Guard", "GuardedFunction", "accessor", "check", "explain", "guard_function"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -214,6 +214,8 @@ def _tags_for(
     mode: Mode | None,
 ) -> list[Tag | FieldRef]:
     sources: list[Tag | FieldRef] = []
+    if isinstance(collected_for, str) or isinstance(prohibited, str):
+        raise TypeError("collected_for and prohibited take a sequence of purpose ids, not a str")
     collected_for, prohibited = tuple(collected_for), tuple(prohibited)
     if collected_for or prohibited:
         if not collected_for:
@@ -317,6 +319,37 @@ def accessor(
     return decorate
 
 
+class GuardedFunction:
+    """What :func:`guard_function` returns: the guard, and :meth:`unpatch` to take it off."""
+
+    def __init__(self, target: str, guard: Guard) -> None:
+        self.target = target
+        self.guard = guard
+        self._patched: tuple[Any, str, Any] | None = None
+        self._removed = False
+
+    def apply(self, module: Any) -> None:
+        if self._removed:
+            return
+        qualname = self.target.partition(":")[2]
+        parent, attribute, original = wrapt.resolve_path(module, qualname)
+        if getattr(original, "__purposeguard_guard__", None) is not None:
+            raise ConfigurationError(f"{self.target} is already guarded")
+        wrapped = _wrap(original, self.guard)
+        wrapped.__purposeguard_guard__ = self.guard
+        wrapt.apply_patch(parent, attribute, wrapped)
+        self._patched = (parent, attribute, original)
+
+    def unpatch(self) -> None:
+        """Restore the original and stop guarding it (also if its module is not imported yet)."""
+        self._removed = True
+        if self._patched is not None:
+            parent, attribute, original = self._patched
+            wrapt.apply_patch(parent, attribute, original)
+            self._patched = None
+        _config.unregister(self.guard)
+
+
 def guard_function(
     target: str,
     *,
@@ -324,32 +357,25 @@ def guard_function(
     prohibited: Iterable[str] = (),
     fields: Iterable[tuple[Any, str]] = (),
     mode: Mode | None = None,
-) -> Guard:
+) -> GuardedFunction:
     """Guard ``"pkg.module:qualname"`` in code you don't own.
 
     Patches the module attribute now if the module is imported, else as soon as it is. Code that
     already holds a reference to the original (``from pkg.module import fn`` before this call)
-    keeps calling the original: install guards at start-up, before such imports.
+    keeps calling the original: install guards at start-up, before such imports. Returns a handle
+    whose ``unpatch()`` takes the guard off again.
     """
     module_name, sep, qualname = target.partition(":")
     if not sep or not module_name or not qualname:
         raise ConfigurationError(f"guard_function takes 'pkg.module:qualname', not {target!r}")
     guard = Guard("accessor", target, _tags_for(collected_for, prohibited, fields, mode))
     _config.register(guard)
-
-    def apply(module: Any) -> None:
-        parent, attribute, original = wrapt.resolve_path(module, qualname)
-        if getattr(original, "__purposeguard_guard__", None) is not None:
-            raise ConfigurationError(f"{target} is already guarded")
-        wrapped = _wrap(original, guard)
-        wrapped.__purposeguard_guard__ = guard
-        wrapt.apply_patch(parent, attribute, wrapped)
-
+    handle = GuardedFunction(target, guard)
     if module_name in sys.modules:
-        apply(sys.modules[module_name])
+        handle.apply(sys.modules[module_name])
     else:
-        wrapt.register_post_import_hook(apply, module_name)
-    return guard
+        wrapt.register_post_import_hook(handle.apply, module_name)
+    return handle
 
 
 # --- check and explain ---------------------------------------------------------------------------

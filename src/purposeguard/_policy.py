@@ -8,6 +8,7 @@ valid as a whole or not produced at all.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
@@ -56,6 +57,10 @@ DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 16
 
 _FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){2,}\Z")
+
+
+# The file being loaded, so that errors raised while validating name it.
+_loading: contextvars.ContextVar[str] = contextvars.ContextVar("_loading", default="<python>")
 
 
 class _SemanticError(Exception):
@@ -160,12 +165,13 @@ class Policy(_Frozen):
     _source: str | None = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
+        file = _loading.get()
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise _from_validation(exc, "<python>") from None
+            raise _from_validation(exc, file) from None
         except _SemanticError as exc:
-            raise PolicyError(exc.message, path=exc.path, fix=exc.fix) from None
+            raise PolicyError(exc.message, file=file, path=exc.path, fix=exc.fix) from None
 
     @property
     def source(self) -> str | None:
@@ -336,12 +342,11 @@ def load_policy(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BY
         raise PolicyError(
             "the top level must be a mapping", file=name, fix="start with 'policy: <id>'"
         )
+    token = _loading.set(name)
     try:
-        policy = Policy.model_validate(raw)
-    except ValidationError as exc:
-        raise _from_validation(exc, name) from None
-    except _SemanticError as exc:
-        raise PolicyError(exc.message, file=name, path=exc.path, fix=exc.fix) from None
+        policy = Policy(**raw)
+    finally:
+        _loading.reset(token)
     policy._source = name
     return policy
 

@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import _config
+from ._config import isolated_guards
 from ._events import emitter
 from ._policy import Mode, Policy, Purpose
 
-__all__ = ["capture_violations", "flush", "make_policy", "reset"]
+__all__ = ["capture_violations", "flush", "isolated_guards", "make_policy", "reset"]
 
 
 @contextmanager
