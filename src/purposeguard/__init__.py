@@ -32,6 +32,9 @@ from ._policy import (
 )
 from ._version import __version__
 from .exceptions import ConfigurationError, PolicyError, PurposeGuardError, PurposeViolation
+from .provision import LegalGround, provide, provides, providing
+from .registry import Registry, SubjectStatus, check_subject
+from .stores import ProvisionRecord
 
 __all__ = [
     "ENV_AUDIT_KEY",
@@ -42,20 +45,25 @@ __all__ = [
     "Decision",
     "FieldTag",
     "GuardedFunction",
+    "LegalGround",
     "Mode",
     "Policy",
     "PolicyError",
+    "ProvisionRecord",
     "Purpose",
     "PurposeAwareExecutor",
     "PurposeGuardError",
     "PurposeViolation",
     "Recipient",
+    "Registry",
     "Retention",
     "Rule",
+    "SubjectStatus",
     "Tag",
     "__version__",
     "accessor",
     "check",
+    "check_subject",
     "configure",
     "current_purpose",
     "explain",
@@ -63,6 +71,9 @@ __all__ = [
     "get_policy",
     "guard_function",
     "load_policy",
+    "provide",
+    "provides",
+    "providing",
     "purpose",
     "reload_policy",
     "run_in_executor",
