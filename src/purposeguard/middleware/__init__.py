@@ -1,0 +1,37 @@
+"""Purpose at the edges of a service: per-route purposes and inbound purpose claims.
+
+The framework integrations live in their own modules, so that importing this package imports no
+framework: :mod:`purposeguard.middleware.asgi` (Starlette, FastAPI),
+:mod:`purposeguard.middleware.wsgi` (Flask, any WSGI app) and
+:mod:`purposeguard.middleware.django`. What they share is here. See docs/web.md.
+"""
+
+from __future__ import annotations
+
+from ._claims import (
+    BAGGAGE_KEY,
+    MAX_CLAIM_LENGTH,
+    Caller,
+    ClaimReader,
+    HMACClaimVerifier,
+    Rejection,
+    RoutePurposes,
+    TrustedPeers,
+    Verifier,
+    purposes,
+    sign_claim,
+)
+
+__all__ = [
+    "BAGGAGE_KEY",
+    "MAX_CLAIM_LENGTH",
+    "Caller",
+    "ClaimReader",
+    "HMACClaimVerifier",
+    "Rejection",
+    "RoutePurposes",
+    "TrustedPeers",
+    "Verifier",
+    "purposes",
+    "sign_claim",
+]
