@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import structlog
+
 from ._compile import CompiledPolicy, compile_policy
 from ._events import Sink, emitter
 from ._ids import ancestors
@@ -44,6 +46,14 @@ class Bindable(Protocol):
 
     def prepare(self, compiled: CompiledPolicy | None) -> object: ...
     def install(self, prepared: object) -> None: ...
+
+
+class SubjectRegistry(Protocol):
+    """Per-subject restrictions consulted when guarded data of a known subject is used."""
+
+    def restricts(self, subject_id: object, purpose: str) -> bool:
+        """True iff the subject has suspended use of their data for ``purpose``."""
+        ...
 
 
 class _State:
@@ -273,7 +283,7 @@ def _set_audit(audit_log: Any, audit_key: Any) -> None:
     state.audit = new
     emitter.sinks = () if new is None else (new,)
     if old is not None and old is not new:
-        old.close()
+        _close_quietly(old)
 
 
 def _set_registry(registry: Any) -> None:
@@ -286,6 +296,13 @@ def _set_registry(registry: Any) -> None:
             f"registry= takes a purposeguard.Registry or a path, not {type(registry).__name__}"
         )
     state.registry = registry
+
+
+def _close_quietly(sink: Sink) -> None:
+    try:
+        sink.close()
+    except Exception:
+        structlog.get_logger("purposeguard").exception("purposeguard.sink_close_failed")
 
 
 def get_policy() -> Policy | None:
@@ -301,8 +318,9 @@ def reset() -> None:
         _swap(None)
         state.mode_override = None
         state.subject_key = None
+        state.registry = None
         if state.audit is not None:
-            state.audit.close()
+            _close_quietly(state.audit)
         state.audit = None
         if state.registry is not None:
             state.registry.close()
