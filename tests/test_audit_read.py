@@ -126,7 +126,10 @@ def test_distinct_keys_are_capped_so_memory_stays_flat(monkeypatch: pytest.Monke
 
 def test_weird_values_never_break_counting() -> None:
     weird = {**V, "purpose": ["x"], "field": {"a": 1}, "ts": 12, "code": None, "count": -5}
-    summary = Summary().add_all([weird, {**weird, "event": "purposeguard.violation_summary"}])
-    assert summary.total == 2
+    fake_ts = {**V, "ts": "abcdefghijTklmnopqrstZ"}
+    summary = Summary().add_all(
+        [weird, {**weird, "event": "purposeguard.violation_summary"}, fake_ts]
+    )
+    assert summary.total == 3
     assert summary.timeline() == []
     json.dumps(summary.to_json())

@@ -145,9 +145,10 @@ class Summary:
     by_reason: Counter[str] = field(default_factory=Counter)
     by_hour: Counter[str] = field(default_factory=Counter)
     other_events: Counter[str] = field(default_factory=Counter)
-    first_ts: _dt.datetime | None = None
-    last_ts: _dt.datetime | None = None
     latest: deque[dict[str, object]] = field(default_factory=deque)
+    _lo: str | None = None
+    _hi: str | None = None
+    _times: list[_dt.datetime] = field(default_factory=list)
 
     def add(self, rec: dict[str, object]) -> None:
         """Count one record; non-violation events are tallied in ``other_events`` only."""
@@ -165,16 +166,40 @@ class Summary:
         _bump(self.by_code, rec.get("code"), n)
         _bump(self.by_mode, rec.get("mode"), n)
         _bump(self.by_reason, rec.get("reason"), n)
-        ts = parse_ts(rec.get("ts"))
-        if ts is not None:
-            _bump(self.by_hour, ts.strftime("%Y-%m-%dT%H:00Z"), n)
-            if self.first_ts is None or ts < self.first_ts:
-                self.first_ts = ts
-            if self.last_ts is None or ts > self.last_ts:
-                self.last_ts = ts
+        self._add_time(rec.get("ts"), n)
         self.latest.append(rec)
         if len(self.latest) > self.latest_size:
             self.latest.popleft()
+
+    def _add_time(self, raw: object, n: int) -> None:
+        # The writer's own form ("2024-09-01T10:00:00.123456Z") is bucketed and ordered by
+        # slicing, without parsing: logs are long and this runs for every record.
+        if isinstance(raw, str) and len(raw) >= 20 and raw[-1] == "Z" and raw[10] == "T":
+            _bump(self.by_hour, raw[:13] + ":00Z", n)
+            key = raw[:19]
+            if self._lo is None or key < self._lo:
+                self._lo = key if parse_ts(key) else self._lo
+            if self._hi is None or key > self._hi:
+                self._hi = key if parse_ts(key) else self._hi
+            return
+        ts = parse_ts(raw)
+        if ts is None:
+            return
+        _bump(self.by_hour, ts.strftime("%Y-%m-%dT%H:00Z"), n)
+        self._times.extend((ts, ts))
+        self._times[:] = [min(self._times), max(self._times)]
+
+    @property
+    def first_ts(self) -> _dt.datetime | None:
+        """The earliest violation time seen."""
+        times = [*self._times, *(parse_ts(k) for k in (self._lo,) if k)]
+        return min((t for t in times if t), default=None)
+
+    @property
+    def last_ts(self) -> _dt.datetime | None:
+        """The latest violation time seen."""
+        times = [*self._times, *(parse_ts(k) for k in (self._hi,) if k)]
+        return max((t for t in times if t), default=None)
 
     def add_all(self, records: Iterable[dict[str, object]]) -> Summary:
         """Count every record; returns self."""
@@ -184,18 +209,22 @@ class Summary:
 
     def timeline(self, max_buckets: int = 2000) -> list[tuple[str, int]]:
         """Counts over time with empty buckets filled: hourly up to 3 days, else daily."""
-        if not self.by_hour:
+        valid: dict[str, int] = {}
+        for key, n in self.by_hour.items():
+            try:
+                _dt.datetime.strptime(key, "%Y-%m-%dT%H:00Z")
+            except ValueError:
+                continue  # "(other)", or a malformed time that only looked like one
+            valid[key] = n
+        if not valid:
             return []
-        hours = sorted(k for k in self.by_hour if k != "(other)")
-        if not hours:
-            return []
+        hours = sorted(valid)
         start = _dt.datetime.strptime(hours[0], "%Y-%m-%dT%H:00Z")
         end = _dt.datetime.strptime(hours[-1], "%Y-%m-%dT%H:00Z")
         daily = end - start > _dt.timedelta(days=3)
         buckets: Counter[str] = Counter()
-        for key, n in self.by_hour.items():
-            if key != "(other)":
-                buckets[key[:10] if daily else key] += n
+        for key, n in valid.items():
+            buckets[key[:10] if daily else key] += n
         step = _dt.timedelta(days=1 if daily else 0, hours=0 if daily else 1)
         if (end - start) / step > max_buckets:
             return sorted(buckets.items())
