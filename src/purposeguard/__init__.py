@@ -32,7 +32,7 @@ from ._policy import (
 )
 from ._version import __version__
 from .exceptions import ConfigurationError, PolicyError, PurposeGuardError, PurposeViolation
-from .provision import LegalGround, provide, provides, providing
+from .provision import LegalGround, ProvisionViolation, provide, provides, providing
 from .registry import Registry, SubjectStatus, check_subject
 from .stores import ProvisionRecord
 
@@ -50,6 +50,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "ProvisionRecord",
+    "ProvisionViolation",
     "Purpose",
     "PurposeAwareExecutor",
     "PurposeGuardError",

@@ -32,11 +32,11 @@ from ._context import current_purpose
 from ._decide import Rule
 from ._guard import Guard, field_ref, subject_hash, violate
 from ._ids import is_purpose_id, is_within
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, PurposeViolation
 from .registry import Registry, validate_subject
 from .stores import ProvisionRecord
 
-__all__ = ["LegalGround", "provide", "provides", "providing"]
+__all__ = ["LegalGround", "ProvisionViolation", "provide", "provides", "providing"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,6 +59,48 @@ class LegalGround(enum.Enum):
     #: 4. To cooperate with national or local government bodies in their legal duties, when
     #: obtaining consent may interfere with those duties.
     GOVERNMENT_COOPERATION = "government_cooperation"
+
+
+_HINTS = {
+    "no_consent": "record the subject's consent with registry.grant_consent(subject, "
+    "recipients=[...]), or pass basis=pg.LegalGround.<GROUND> with a justification",
+    "provision_suspended": "the subject asked to stop provision to this recipient; only a "
+    "legal ground (basis=pg.LegalGround...) allows it now",
+    "suspended": "the subject suspended use of their data for this purpose",
+    "strict_category": "a strict category goes only to recipients that list it under "
+    "categories: in the policy",
+    "unknown_recipient": "declare the recipient under recipients: in the policy",
+    "not_allowed": "the recipient receives data only for the purposes listed in its policy "
+    "entry; run this under one of them",
+    "no_purpose": "declare the purpose with pg.purpose(...)",
+    "no_policy": "configure a policy with pg.configure(policy=...)",
+}
+
+
+class ProvisionViolation(PurposeViolation):
+    """A provision was denied. A :class:`~purposeguard.PurposeViolation` (``channel`` is
+    ``"provision"``) that also names the ``recipient``; never the subject or a value."""
+
+    _ATTRS = (*PurposeViolation._ATTRS, "recipient")
+
+    def __init__(self, *, recipient: str | None = None, **attrs: Any) -> None:
+        self.recipient = recipient
+        super().__init__(**attrs)
+
+    def _message(self) -> str:
+        version = f"policy {self.policy_id}@{self.policy_version}"
+        to = self.recipient or "an invalid recipient name"
+        return (
+            f"provision to {to} ({self.accessor}) under purpose {self.purpose!r} denied: "
+            f"{self.reason} ({version}); {_HINTS.get(self.reason, 'see the policy')}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, ({name: getattr(self, name) for name in self._ATTRS},))
+
+
+def _rebuild(attrs: dict[str, Any]) -> ProvisionViolation:
+    return ProvisionViolation(**attrs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +150,8 @@ def _field_names(
     paths: list[str] = []
     for item in fields:
         if isinstance(item, tuple):
+            if len(item) != 2 or not isinstance(item[0], type) or not isinstance(item[1], str):
+                raise ConfigurationError("fields= takes (Model, 'field') pairs, not other tuples")
             ref = field_ref(*item)
             names.append(ref.path)
             paths.append(ref.path)
@@ -190,8 +234,12 @@ def _plan(
 
     def deny(reason: str, matched: str | None = None) -> _Plan:
         # returns only in monitor mode: the provision goes ahead, recorded with its violation
-        violate(guard, purpose, Rule(reason, matched=matched), None, "provision",
-                subject_hash(subject))  # fmt: skip
+        try:
+            violate(guard, purpose, Rule(reason, matched=matched), None, "provision",
+                    subject_hash(subject))  # fmt: skip
+        except PurposeViolation as exc:
+            attrs = {name: getattr(exc, name) for name in PurposeViolation._ATTRS}
+            raise ProvisionViolation(recipient=recipient if known else None, **attrs) from None
         basis_label = "legal_ground" if ground else BASIS_BY_KIND.get(kind, "none")
         return plan(basis_label, violation=reason)
 
