@@ -1,7 +1,7 @@
 """The ``purposeguard`` command line (click and rich, from the ``cli`` extra).
 
 Importing this package needs neither: :func:`main` imports them when it runs, and without them
-prints the ``pip install`` to run and exits 2.
+prints the ``pip install`` to run and exits 2. :func:`verify_log` checks an audit log from Python.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-__all__ = ["INSTALL_HINT", "main"]
+from purposeguard.cli._verify import VerifyResult, verify_log
+
+__all__ = ["INSTALL_HINT", "VerifyResult", "main", "verify_log"]
 
 INSTALL_HINT = "pip install 'purposeguard[cli]'"
 
