@@ -81,7 +81,7 @@ class ProvisionViolation(PurposeViolation):
     """A provision was denied. A :class:`~purposeguard.PurposeViolation` (``channel`` is
     ``"provision"``) that also names the ``recipient``; never the subject or a value."""
 
-    _ATTRS = (*PurposeViolation._ATTRS, "recipient")
+    _ATTRS: tuple[str, ...] = (*PurposeViolation._ATTRS, "recipient")  # type: ignore[assignment]
 
     def __init__(self, *, recipient: str | None = None, **attrs: Any) -> None:
         self.recipient = recipient
