@@ -93,7 +93,8 @@ def unregister(guard: Bindable) -> None:
 def isolated_guards() -> Iterator[None]:
     """Within the block only guards defined inside it follow the policy (for tests that
     configure unrelated policies). Guards defined before are unbound (they deny everything)
-    and are bound again to the policy in force when the block ends."""
+    meanwhile; when the block ends, the guards defined inside it are unbound and the earlier
+    ones are bound again to the policy then in force."""
     with _lock:
         saved = list(_guards)
         for guard in saved:
@@ -102,6 +103,8 @@ def isolated_guards() -> Iterator[None]:
         yield
     finally:
         with _lock:
+            for guard in list(_guards):
+                unregister(guard)
             for guard in saved:
                 try:
                     register(guard)

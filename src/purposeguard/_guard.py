@@ -117,16 +117,14 @@ class Guard:
         compiled, tags = self.state
         if compiled is None:
             return Rule("no_policy"), (tags[0] if tags else None)
-        if not tags:
-            return Rule("not_allowed"), None
         rule = Rule("allowed")
-        for tag in tags:
+        for tag in tags or (Tag(()),):  # no tags: nothing is allowed, reasons as usual
             rule = decide_rule(
                 purpose, tag.collected_for, tag.prohibited, compiled.purposes, compiled.compatible
             )
             if rule.kind != "allowed":
                 return rule, tag
-        return rule, tags[0]
+        return rule, tag
 
     def deny(self, raw: object, channel: str, subject: str | None = None) -> None:
         """The slow path, entered when the fast test failed. Returns if the use may proceed
