@@ -32,6 +32,15 @@ from ._policy import (
 )
 from ._version import __version__
 from .exceptions import ConfigurationError, PolicyError, PurposeGuardError, PurposeViolation
+from .models import (
+    CollectedFor,
+    Consent,
+    GuardedModel,
+    SealedPickleError,
+    SubjectId,
+    guarded,
+    purposes_of,
+)
 from .provision import LegalGround, ProvisionViolation, provide, provides, providing
 from .registry import Registry, SubjectStatus, check_subject
 from .stores import ProvisionRecord
@@ -41,10 +50,13 @@ __all__ = [
     "ENV_SERVICE",
     "SCHEMA",
     "Category",
+    "CollectedFor",
     "ConfigurationError",
+    "Consent",
     "Decision",
     "FieldTag",
     "GuardedFunction",
+    "GuardedModel",
     "LegalGround",
     "Mode",
     "Policy",
@@ -59,6 +71,8 @@ __all__ = [
     "Registry",
     "Retention",
     "Rule",
+    "SealedPickleError",
+    "SubjectId",
     "SubjectStatus",
     "Tag",
     "__version__",
@@ -71,11 +85,13 @@ __all__ = [
     "flush",
     "get_policy",
     "guard_function",
+    "guarded",
     "load_policy",
     "provide",
     "provides",
     "providing",
     "purpose",
+    "purposes_of",
     "reload_policy",
     "run_in_executor",
     "submit",

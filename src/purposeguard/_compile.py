@@ -57,6 +57,10 @@ class CompiledPolicy:
     compatible: Mapping[str, tuple[str, ...]]
     modes: Mapping[str, Mode]
     field_tags: Mapping[str, Tag]
+    #: field path → the category the policy's ``fields:`` entry puts it in
+    field_categories: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: strict category → its closed purpose list with descendants (consent never widens it)
+    strict: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
     _allow_cache: dict[Tag, frozenset[str]] = field(default_factory=dict, repr=False)
     _check_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
@@ -116,6 +120,11 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
     field_tags = {
         path: Tag.of(t.collected_for, t.prohibited, t.mode) for path, t in policy.fields.items()
     }
+    strict = {
+        name: frozenset().union(*(below[p] for p in c.purposes))
+        for name, c in policy.categories.items()
+        if c.strict
+    }
     assert all(is_purpose_id(p) for p in ids)  # guaranteed by Policy validation
     return CompiledPolicy(
         policy=policy,
@@ -129,4 +138,8 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         ),
         modes=MappingProxyType({p: s.mode for p, s in policy.purposes.items() if s.mode}),
         field_tags=MappingProxyType(field_tags),
+        field_categories=MappingProxyType(
+            {path: t.category for path, t in policy.fields.items() if t.category is not None}
+        ),
+        strict=MappingProxyType(strict),
     )

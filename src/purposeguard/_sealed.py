@@ -1,0 +1,450 @@
+"""Sealed storage: the wrapper a guarded value lives in, and the field guards that open it.
+
+A guarded model keeps each guarded value inside a :class:`Sealed` wrapper, so that the channels
+which read an object's storage without going through its attributes (pydantic's serializer reads
+``__dict__``; ``vars()``, ``copy`` and ``pickle`` do too) find a wrapper, not the value. The
+wrapper's ``repr`` is redacted, its ``==`` and ``hash`` are guarded reads, it refuses pickling and
+copying it copies the seal. Only the field descriptor and the serializer open it, after the check.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Callable, Iterable
+from types import CodeType, FrameType
+from typing import Any, Final, Literal, final
+
+from . import _config
+from ._compile import CompiledPolicy, Tag
+from ._context import _current, resolve
+from ._decide import Decision, Rule
+from ._guard import FieldRef, Guard, subject_hash, violate
+from ._ids import is_purpose_id
+from .exceptions import PolicyError, PurposeGuardError, PurposeViolation
+
+__all__ = ["FieldGuard", "Meta", "OnDenied", "PickleMode", "Sealed", "SealedPickleError"]
+
+#: What a dump does with a field the active purpose may not use, in enforce mode (in monitor mode
+#: the value always passes and the violation is recorded): raise PurposeViolation, write ``None``
+#: in its place, or leave the field out.
+OnDenied = Literal["raise", "redact", "omit"]
+#: ``refuse``: a guarded value is never pickled. ``purpose``: it is pickled under a purpose that
+#: may use it (a recorded violation otherwise), and comes back sealed with its field's tags.
+PickleMode = Literal["refuse", "purpose"]
+
+MISSING: Final[Any] = type("_Missing", (), {"__repr__": lambda self: "<missing>"})()
+_CONSENT_CACHE_LIMIT = 1024
+
+_get = _current.get
+_state = _config.state
+_fields_by_name: dict[str, FieldGuard] = {}  # for unpickling a sealed value: path → its guard
+
+
+class SealedPickleError(PurposeGuardError, TypeError):
+    """A guarded value was pickled, which its model refuses (see ``purposeguard_pickle``)."""
+
+
+class Meta:
+    """What a record says about itself: the purposes its subject consented to, and its subject."""
+
+    __slots__ = ("consent", "subject")
+
+    def __init__(self, consent: tuple[str, ...], subject: object) -> None:
+        self.consent = consent
+        self.subject = subject
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Meta)
+            and self.consent == other.consent
+            and self.subject == other.subject
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "<purposeguard record meta>"
+
+
+def make_meta(consent: object, subject: object) -> Meta | None:
+    """A record's meta, or ``None`` when it names neither consent nor subject (the fast case)."""
+    purposes: tuple[str, ...] = ()
+    if consent is not None and not isinstance(consent, str):
+        purposes = tuple(sorted({p for p in consent if is_purpose_id(p)}))  # type: ignore[attr-defined]
+    if not purposes and subject is None:
+        return None
+    return Meta(purposes, subject)
+
+
+class FieldGuard(Guard):
+    """The guard of one field: its tags, its strict category, and the model's dump options."""
+
+    __slots__ = (
+        "category",
+        "closed",
+        "consent_cache",
+        "default",
+        "on_denied",
+        "pickle",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        tags: Iterable[Tag],
+        *,
+        category: str | None = None,
+        default: Any = MISSING,
+        on_denied: OnDenied = "raise",
+        pickle: PickleMode = "refuse",
+    ) -> None:
+        tags = list(tags)
+        first = tags[0] if tags else None
+        super().__init__("field", path, [FieldRef(path, first), *tags[1:]])
+        self.category = category
+        self.default = default
+        self.on_denied: OnDenied = on_denied
+        self.pickle: PickleMode = pickle
+        #: the strict category's closed purpose set (with descendants), or None
+        self.closed: frozenset[str] | None = None
+        self.consent_cache: dict[tuple[str, ...], frozenset[str]] = {}
+        _fields_by_name[path] = self
+
+    def prepare(self, compiled: CompiledPolicy | None) -> tuple[Any, ...]:
+        allowed, state = super().prepare(compiled)
+        closed: frozenset[str] | None = None
+        if compiled is not None:
+            category = self.category or compiled.field_categories.get(self.name)
+            if category is not None and category not in compiled.policy.categories:
+                raise PolicyError(
+                    f"field {self.name} is in category {category!r}, which the policy does not "
+                    "declare",
+                    file=compiled.policy.source or "<python>",
+                    path=f"categories.{category}",
+                    fix=f"declare {category!r} under categories, or fix the field's category",
+                )
+            closed = compiled.strict.get(category) if category is not None else None
+            if closed is not None:
+                for tag in state[1]:
+                    outside = [a for a in tag.collected_for if a not in closed]
+                    if outside:
+                        raise PolicyError(
+                            f"field {self.name} is in strict category {category!r}, which may be "
+                            f"used only for its listed purposes, not {', '.join(outside)}",
+                            file=compiled.policy.source or "<python>",
+                            path=f"categories.{category}.purposes",
+                            fix="remove those purposes from the field's tags",
+                        )
+                allowed = allowed & closed
+        return (allowed, state, closed)
+
+    def install(self, prepared: object) -> None:
+        allowed: frozenset[str]
+        state: tuple[CompiledPolicy | None, tuple[Tag, ...]]
+        closed: frozenset[str] | None
+        allowed, state, closed = prepared  # type: ignore[misc]
+        super().install((allowed, state))
+        self.closed = closed
+        self.consent_cache = {}
+
+    def consent_allowed(self, consent: tuple[str, ...]) -> frozenset[str]:
+        """The allowed set widened by a record's consent; a strict category is never widened."""
+        cache = self.consent_cache
+        hit = cache.get(consent)
+        if hit is not None:
+            return hit
+        compiled, tags = self.state
+        if compiled is None or self.closed is not None:
+            return self.allowed
+        extra = tuple(p for p in consent if p in compiled.purposes)
+        widened: frozenset[str] | None = None
+        for tag in tags:
+            tag_allowed = compiled.allowed_set(
+                Tag.of((*tag.collected_for, *extra), tag.prohibited, tag.mode)
+            )
+            widened = tag_allowed if widened is None else widened & tag_allowed
+        result = widened if widened is not None else frozenset()
+        if len(cache) < _CONSENT_CACHE_LIMIT:
+            cache[consent] = result
+        return result
+
+    def is_default(self, other: object) -> bool:
+        """True iff ``other`` is this field's (public) default value."""
+        default = self.default
+        if default is MISSING:
+            return False
+        if other is default:
+            return True
+        try:
+            return type(other) is type(default) and bool(other == default)
+        except Exception:
+            return False
+
+    def permits(self, purpose: str | None, meta: Meta | None) -> bool:
+        """Whether a use would be allowed, without recording anything."""
+        if purpose is None:
+            return False
+        allowed = purpose in self.allowed or (
+            meta is not None
+            and bool(meta.consent)
+            and purpose in self.consent_allowed(meta.consent)
+        )
+        registry = _state.registry
+        subject = subject_id(meta) if registry is not None else None
+        if registry is None or subject is None:
+            return allowed
+        if allowed and subject not in registry.restricted:
+            return True
+        rule = Rule("allowed") if allowed else Rule("not_allowed")
+        decision = Decision(allowed, rule.kind, purpose, None, rule)
+        return registry.narrow(decision, subject, strict=self.closed is not None).allowed
+
+
+def subject_id(meta: Meta | None) -> str | None:
+    """The record's subject id as the registry knows it (a str), or None."""
+    if meta is None or meta.subject is None:
+        return None
+    subject = meta.subject if isinstance(meta.subject, str) else str(meta.subject)
+    return subject if 0 < len(subject) <= 256 else None
+
+
+def admit(guard: FieldGuard, meta: Meta | None, raw: object, channel: str) -> None:
+    """The slow path of every guarded use: return if the use may proceed (allowed, or monitor
+    mode, recorded); raise PurposeViolation in enforce mode.
+
+    A record's consent widens its fields' tags (never a strict category's); then, for a record
+    that names its subject and only when a registry is configured, the registry's rules apply
+    (``Registry.narrow``: its consents widen, its suspensions of use narrow).
+    """
+    purpose = resolve(raw)
+    allowed = purpose is not None and (
+        purpose in guard.allowed
+        or (
+            meta is not None
+            and bool(meta.consent)
+            and purpose in guard.consent_allowed(meta.consent)
+        )
+    )
+    registry = _state.registry
+    subject = subject_id(meta) if registry is not None else None
+    if (
+        registry is not None
+        and subject is not None
+        and (subject in registry.restricted or (not allowed and subject in registry.consenting))
+    ):
+        rule, tag = guard.decide(purpose)
+        if allowed:
+            rule = Rule("allowed")
+        elif rule.kind == "allowed":  # compatible, but outside a strict category's closed list
+            rule = Rule("not_allowed")
+        compiled = guard.state[0]
+        decision = registry.narrow(
+            Decision(allowed, rule.kind, purpose, compiled.version if compiled else None, rule),
+            subject,
+            strict=guard.closed is not None,
+        )
+        if decision.allowed:
+            return
+        violate(guard, purpose, decision.rule, tag, channel, subject_hash(subject))
+        return
+    if allowed:
+        return
+    guard.deny(raw, channel, subject_hash(meta.subject) if meta is not None else None)
+
+
+def denied_mode(guard: FieldGuard, meta: Meta | None, raw: object) -> str | None:
+    """``None`` if the use is allowed, else the mode its violation would be recorded in."""
+    purpose = resolve(raw)
+    if guard.permits(purpose, meta):
+        return None
+    _, tag = guard.decide(purpose)
+    return _config.mode_for(purpose, tag.mode if tag else None)
+
+
+def _unrestricted() -> bool:
+    registry = _state.registry
+    return registry is None or not registry.restricted
+
+
+def open_sealed(value: Sealed, channel: str) -> Any:
+    """The value inside ``value`` (and inside any seal within it), each seal checked."""
+    raw = _get()
+    inner: Any = value
+    while type(inner) is Sealed:
+        guard = inner._f
+        if not (raw in guard.allowed and _unrestricted()):
+            admit(guard, inner._r, raw, channel)
+        inner = inner._v
+    return inner
+
+
+@final
+class Sealed:
+    """A guarded value at rest. Its ``repr`` is redacted; ``==`` and ``hash`` are guarded reads;
+    it refuses pickling unless its model allows it; copies stay sealed."""
+
+    __slots__ = ("_f", "_r", "_v")
+
+    def __init__(self, value: Any, guard: FieldGuard, meta: Meta | None = None) -> None:
+        self._v = value
+        self._f = guard
+        self._r = meta
+
+    def __repr__(self) -> str:
+        return "<guarded>"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return "<guarded>"
+
+    def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
+        if type(other) is not Sealed and self._f.is_default(other):
+            # pydantic's exclude_defaults compares a value with its field's default: the default
+            # is public, and a non-default value is told apart from it without being read
+            return bool(self._v == other)
+        mine = open_sealed(self, "eq")
+        theirs = open_sealed(other, "eq") if type(other) is Sealed else other
+        return bool(mine == theirs)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(open_sealed(self, "hash"))
+
+    def __copy__(self) -> Sealed:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Sealed:
+        return Sealed(copy.deepcopy(self._v, memo), self._f, self._r)
+
+    def __reduce_ex__(self, protocol: object) -> tuple[Any, ...]:
+        guard = self._f
+        if guard.pickle == "purpose":
+            value = open_sealed(self, "pickle")
+            return (_unpickle, (value, guard.name))
+        raw = _get()
+        if not guard.permits(resolve(raw), self._r):
+            admit(guard, self._r, raw, "pickle")
+        raise SealedPickleError(
+            f"field {guard.name} holds guarded data and its model refuses pickling; pickle "
+            "plain data read under a purpose, or set purposeguard_pickle = 'purpose' on the model"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.__reduce_ex__(2)
+
+
+def _unpickle(value: Any, name: str) -> Any:
+    guard = _fields_by_name.get(name)
+    if guard is None:
+        raise SealedPickleError(
+            f"field {name} is not defined in this process; import its model before unpickling"
+        )
+    return Sealed(value, guard)
+
+
+def seal(guard: FieldGuard, value: Any, meta: Meta | None) -> Any:
+    """``value`` sealed for ``guard``. ``None`` stays ``None`` (no data, and pydantic's
+    ``exclude_none`` must still see it); a value sealed for another field keeps that seal too."""
+    if value is None:
+        return None
+    if type(value) is Sealed and value._f is guard:
+        if value._r is meta or value._r == meta:
+            return value
+        return Sealed(value._v, guard, meta)
+    return Sealed(value, guard, meta)
+
+
+# --- dumps ---------------------------------------------------------------------------------------
+
+
+def dump_sealed(value: Any, handler: Callable[[Any], Any]) -> Any:
+    """pydantic wrap serializer for a guarded field: the purpose comes from the context only."""
+    if type(value) is Sealed:
+        inner = value._v
+        if _get() in value._f.allowed and type(inner) is not Sealed and _unrestricted():
+            return handler(inner)
+        return _dump_slow(value, handler)
+    return handler(value)
+
+
+def _dump_slow(value: Sealed, handler: Callable[[Any], Any]) -> Any:
+    raw = _get()
+    inner: Any = value
+    while type(inner) is Sealed:
+        guard = inner._f
+        try:
+            admit(guard, inner._r, raw, "dump")
+        except PurposeViolation:
+            if guard.on_denied == "raise":
+                raise
+            return None  # redact (omit is decided earlier, by exclude_sealed)
+        inner = inner._v
+    return handler(inner)
+
+
+def exclude_sealed(value: Any) -> bool:
+    """pydantic ``exclude_if`` for models that omit denied fields: True (leave the field out,
+    recording the violation) iff the use is denied in enforce mode."""
+    if type(value) is not Sealed:
+        return False
+    raw = _get()
+    inner: Any = value
+    while type(inner) is Sealed:
+        guard = inner._f
+        if denied_mode(guard, inner._r, raw) == "enforce":
+            try:
+                admit(guard, inner._r, raw, "dump")
+            except PurposeViolation:
+                return True
+        inner = inner._v
+    return False
+
+
+# --- which channel a read came through -----------------------------------------------------------
+
+
+def _codes() -> dict[CodeType, str]:
+    import dataclasses
+
+    codes: dict[CodeType, str] = {}
+    for name, channel in (
+        ("_asdict_inner", "asdict"),
+        ("_astuple_inner", "astuple"),
+        ("replace", "replace"),
+        ("_replace", "replace"),
+        ("_dataclass_getstate", "pickle"),
+    ):
+        fn = getattr(dataclasses, name, None)
+        if fn is not None:
+            codes[fn.__code__] = channel
+    return codes
+
+
+_CHANNEL_CODES = _codes()
+_GENERATED = {"__eq__": "eq", "__hash__": "hash", "__repr__": "repr", "__getstate__": "pickle"}
+
+
+def channel_of(frame: FrameType | None) -> str:
+    """The channel a read came through, from the frame that did the read (slow path only)."""
+    if frame is None:
+        return "attribute"
+    code = frame.f_code
+    known = _CHANNEL_CODES.get(code)
+    if known is not None:
+        return known
+    if code.co_filename == "<string>":  # methods dataclasses generates
+        return _GENERATED.get(code.co_name, "attribute")
+    return "attribute"
+
+
+def caller(depth: int) -> FrameType | None:
+    try:
+        return sys._getframe(depth + 1)
+    except ValueError:  # pragma: no cover - no such frame
+        return None
