@@ -68,9 +68,16 @@ def current_purpose() -> str | None:
     return resolve(_current.get())
 
 
+_valid_ids: set[str] = set()  # ids already checked: entering a purpose skips the regex
+
+
 def _validated(name: str) -> str:
+    if type(name) is str and name in _valid_ids:
+        return name
     if not is_purpose_id(name):
         raise ConfigurationError(describe_bad_id(name))
+    if len(_valid_ids) < 65_536:
+        _valid_ids.add(name)
     return name
 
 

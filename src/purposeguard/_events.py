@@ -45,8 +45,18 @@ for _name in ("wrapt", "pydantic", "pydantic_core", "contextlib", "functools"):
 _SKIP_FILES = tuple(f"{os.sep}{name}.py" for name in ("contextlib", "functools"))
 
 
+_second: list[Any] = [None, ""]  # [whole second, its "YYYY-MM-DDTHH:MM:SS" text]
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """UTC ISO 8601 with microseconds and ``Z``; the date part is formatted once per second."""
+    now = time.time()
+    whole = int(now)
+    cached = _second
+    if cached[0] != whole:
+        cached[1] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        cached[0] = whole
+    return f"{cached[1]}.{int((now - whole) * 1_000_000):06d}Z"
 
 
 def caller_location() -> str | None:

@@ -58,7 +58,16 @@ def field_ref(owner: Any, name: str) -> FieldRef:
 class Guard:
     """What one field or accessor may be used for, kept bound to the configured policy."""
 
-    __slots__ = ("__weakref__", "allowed", "kind", "name", "sources", "state")
+    __slots__ = (
+        "__weakref__",
+        "allowed",
+        "denials",
+        "denials_for",
+        "kind",
+        "name",
+        "sources",
+        "state",
+    )
 
     def __init__(self, kind: str, name: str, sources: Sequence[Tag | FieldRef]) -> None:
         self.kind = kind  # "field" or "accessor"
@@ -67,6 +76,9 @@ class Guard:
         #: the hot path reads only this: every declared purpose the data may be used for
         self.allowed: frozenset[str] = frozenset()
         self.state: tuple[CompiledPolicy | None, tuple[Tag, ...]] = (None, ())
+        #: the deny path's cache: purpose → (rule, tag), valid for the state it was made under
+        self.denials: dict[str | None, tuple[Rule, Tag | None]] = {}
+        self.denials_for: object = None
         for source in self.sources:
             tag = source if isinstance(source, Tag) else source.tag
             for pid in (*tag.collected_for, *tag.prohibited) if tag else ():
@@ -132,9 +144,18 @@ class Guard:
         purpose = resolve(raw)
         if purpose is not None and purpose in self.allowed:
             return
-        rule, tag = self.decide(purpose)
-        if rule.kind == "allowed":  # tags and allow set from different policies mid-swap
-            rule = Rule("not_allowed")
+        state = self.state
+        denial = self.denials.get(purpose) if self.denials_for is state else None
+        if denial is None:
+            rule, tag = self.decide(purpose)
+            if rule.kind == "allowed":  # tags and allow set from different policies mid-swap
+                rule = Rule("not_allowed")
+            if self.denials_for is not state:
+                self.denials, self.denials_for = {}, state
+            if len(self.denials) < 256:  # purposes are ids of the policy, or a few unknown ones
+                self.denials[purpose] = (rule, tag)
+        else:
+            rule, tag = denial
         violate(self, purpose, rule, tag, channel, subject)
 
 
@@ -378,6 +399,7 @@ def guard_function(
 
 # --- check and explain ---------------------------------------------------------------------------
 
+_state = _config.state
 _compiled_for_policy: dict[int, tuple[Policy, CompiledPolicy]] = {}
 _CHECK_CACHE_LIMIT = 4096
 
@@ -406,7 +428,7 @@ def check(
     """Decide whether data with these purposes may be used for ``purpose``. Never raises a
     violation and records nothing: it is a question, not a use. ``field=(Model, "name")`` takes
     the field's tags; ``policy=`` decides against that policy instead of the configured one."""
-    compiled = _config.state.compiled if policy is None else _compiled(policy)
+    compiled = _state.compiled if policy is None else _compiled(policy)
     try:
         return compiled._check_cache[(purpose, collected_for, prohibited, field)]  # type: ignore[union-attr,no-any-return]
     except (KeyError, TypeError, AttributeError):

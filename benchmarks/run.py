@@ -1,0 +1,75 @@
+"""Run purposeguard's benchmarks: a table of ratios to same-run baselines, JSON, and a check.
+
+    python -m benchmarks.run                 # full run, table + benchmarks/results.json
+    python -m benchmarks.run --quick --check # CI: fewer iterations, fail on a gross regression
+
+Budgets are ratios (DESIGN §7), never absolute times: this machine is shared and noisy. A full
+run marks every row against its budget; ``--check`` fails (exit 1) when a ratio exceeds its budget
+by more than ``--tolerance`` (default 1.5×, to ride out noise in short quick runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+SUITES = ("bench_core", "bench_models", "bench_middleware", "bench_registry")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (CI)")
+    parser.add_argument("--check", action="store_true", help="exit 1 on a gross regression")
+    parser.add_argument("--tolerance", type=float, default=1.5, help="check: budget multiplier")
+    parser.add_argument("--json", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument("--only", action="append", choices=SUITES, help="run only these suites")
+    args = parser.parse_args(argv)
+
+    rows: list[dict[str, Any]] = []
+    for name in args.only or SUITES:
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"benchmarks.{name}":
+                continue  # a suite that does not exist yet
+            raise
+        for r in module.run(args.quick):
+            rows.append({"suite": name, **r})
+
+    failed = []
+    print(f"{'benchmark':<52} {'ratio':>8} {'budget':>8}  {'ns/call':>9}  baseline")
+    for r in rows:
+        over = r["ratio"] > r["budget"]
+        gross = r["ratio"] > r["budget"] * args.tolerance
+        mark = "FAIL" if gross else ("over" if over else "ok")
+        if gross:
+            failed.append(r["name"])
+        print(
+            f"{r['name']:<52} {r['ratio']:>7.2f}x {r['budget']:>7.2f}x  "
+            f"{r.get('ns_per_call', float('nan')):>9}  {r['baseline']}  [{mark}]"
+        )
+    args.json.write_text(
+        json.dumps(
+            {
+                "python": sys.version.split()[0],
+                "machine": platform.machine(),
+                "quick": args.quick,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwrote {args.json}")
+    if args.check and failed:
+        print(f"gross regression (> {args.tolerance}x budget): {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
