@@ -20,6 +20,7 @@ from ._context import (
 from ._decide import Decision, Rule
 from ._events import SCHEMA
 from ._guard import GuardedFunction, accessor, check, explain, guard_function
+from ._notice import FieldPurposes, PurposeNotice, purpose_notice, retention_for
 from ._policy import (
     Category,
     FieldTag,
@@ -54,6 +55,7 @@ __all__ = [
     "ConfigurationError",
     "Consent",
     "Decision",
+    "FieldPurposes",
     "FieldTag",
     "GuardedFunction",
     "GuardedModel",
@@ -66,6 +68,7 @@ __all__ = [
     "Purpose",
     "PurposeAwareExecutor",
     "PurposeGuardError",
+    "PurposeNotice",
     "PurposeViolation",
     "Recipient",
     "Registry",
@@ -91,8 +94,10 @@ __all__ = [
     "provides",
     "providing",
     "purpose",
+    "purpose_notice",
     "purposes_of",
     "reload_policy",
+    "retention_for",
     "run_in_executor",
     "submit",
     "testing",
