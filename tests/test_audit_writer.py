@@ -220,6 +220,20 @@ def test_a_torn_tail_is_kept_and_the_writer_continues_in_a_new_file(tmp_path: Pa
     assert result.exit_code(strict=True) == 1
 
 
+def test_a_crash_between_rotation_and_header_continues_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "v.jsonl"
+    log = AuditLog(path, key=KEY)
+    log.emit(violation(1))
+    log.close()
+    path.rename(tmp_path / "v.jsonl.1")
+    path.write_bytes(b"")  # renamed and created, then killed before the header was written
+    log = AuditLog(path, key=KEY)
+    log.emit(violation(2))
+    log.close()
+    result = verify_log(files_of(path), key=KEY, expect_sealed=True, expect_genesis=True)
+    assert (result.failure, result.exit_code()) == (None, 0)
+
+
 def test_a_forked_child_writes_its_own_records_only(tmp_path: Path) -> None:
     path = tmp_path / "v.jsonl"
     log = AuditLog(path, key=KEY)

@@ -370,6 +370,15 @@ class AuditLog:
         self._chain = None
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         st = os.fstat(fd)
+        newest = self._rotated()
+        if st.st_size == 0 and newest:
+            # An empty active file after a rotation (a crash between rename and header): the
+            # chain goes on from the newest rotated file, torn or not.
+            older = self.path.with_name(f"{self.path.name}.{newest}")
+            seq, last, _ = _read_tail(older, older.stat().st_size, self._every)
+            seq = 0 if seq == -1 else -seq - 1 if seq < 0 else seq
+            self._chain = _Chain(fd, st.st_ino, 0, seq, last, self._every)
+            return self._chain
         seq, last, every = _read_tail(self.path, st.st_size, self._every)
         self._chain = _Chain(fd, st.st_ino, st.st_size, seq, last, every)
         if seq < 0:  # torn or unreadable tail: keep it as evidence, continue in a new file
@@ -377,16 +386,14 @@ class AuditLog:
             self._chain.next_seq = -seq - 1
         return self._chain
 
+    def _rotated(self) -> int:
+        """The highest N of the rotated files ``path.N``, or 0."""
+        suffixes = (p.name.rsplit(".", 1)[1] for p in self.path.parent.glob(self.path.name + ".*"))
+        return max((int(x) for x in suffixes if x.isdigit()), default=0)
+
     def _rotate(self, chain: _Chain, lines: list[bytes]) -> _Chain:
         if chain.size > 0:
-            taken = [
-                int(p.name.rsplit(".", 1)[1])
-                for p in self.path.parent.glob(self.path.name + ".*")
-                if p.name.rsplit(".", 1)[1].isdigit()
-            ]
-            os.rename(
-                self.path, self.path.with_name(f"{self.path.name}.{max(taken, default=0) + 1}")
-            )
+            os.rename(self.path, self.path.with_name(f"{self.path.name}.{self._rotated() + 1}"))
             os.close(chain.fd)
             fd = os.open(
                 self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
