@@ -286,7 +286,7 @@ class Rejection:
         """Record a ``purposeguard.claim_rejected`` event (and a span event when a span is
         recording). ``route`` must be the server's route template, never the raw path."""
         compiled = _config.state.compiled
-        fields = {
+        fields: dict[str, str | int | None] = {
             "reason": self.reason,
             "status": self.status,
             "source": self.source,

@@ -72,7 +72,7 @@ def _caller(scope: Scope) -> Caller:
         text = value.decode("latin-1")
         headers[key] = f"{headers[key]},{text}" if key in headers else text
     client = scope.get("client")
-    return Caller(headers, tuple(client) if client else None, scope)  # type: ignore[arg-type]
+    return Caller(headers, tuple(client) if client else None, scope)
 
 
 async def _refuse(rejection: Rejection, scope: Scope, send: Send) -> None:

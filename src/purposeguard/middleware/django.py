@@ -23,10 +23,22 @@ from typing import Any
 
 try:
     from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-    from django.conf import settings
-    from django.http import HttpRequest, HttpResponseBase, JsonResponse
-    from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve
-    from django.utils.module_loading import import_string
+
+    # Django ships no type information (django-stubs is not a dependency)
+    from django.conf import settings  # type: ignore[import-untyped]
+    from django.http import (  # type: ignore[import-untyped]
+        HttpRequest,
+        HttpResponseBase,
+        JsonResponse,
+    )
+    from django.urls import (  # type: ignore[import-untyped]
+        Resolver404,
+        URLPattern,
+        URLResolver,
+        get_resolver,
+        resolve,
+    )
+    from django.utils.module_loading import import_string  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "purposeguard.middleware.django needs Django; install it with "
@@ -167,7 +179,7 @@ class PurposeGuardMiddleware:
             )
         self._urls_checked = True
 
-    def _decide(self, request: HttpRequest) -> str | None | Rejection:
+    def _decide(self, request: HttpRequest) -> str | Rejection | None:
         if not self._urls_checked:
             self._check_urls(request)
         if _config.state.compiled is not self._checked:
@@ -220,9 +232,9 @@ class PurposeGuardMiddleware:
     def _wrap(response: HttpResponseBase, purpose: str | None) -> HttpResponseBase:
         # a streamed body is iterated by the server after this middleware has returned
         if getattr(response, "streaming", False):
-            content = response.streaming_content  # type: ignore[attr-defined]
+            content = response.streaming_content
             if getattr(response, "is_async", False):
-                response.streaming_content = _astream(aiter(content), purpose)  # type: ignore[attr-defined]
+                response.streaming_content = _astream(aiter(content), purpose)
             else:
-                response.streaming_content = _stream(iter(content), purpose)  # type: ignore[attr-defined]
+                response.streaming_content = _stream(iter(content), purpose)
         return response

@@ -1,0 +1,240 @@
+"""Carry the active purpose to internal services, and to nobody else.
+
+W3C baggage travels with every request and reaches whoever receives it, third parties included,
+so the purpose is put into the outbound ``baggage`` header only for destinations configured as
+internal and stripped from every other request (a purpose entry that arrived with the inbound
+request, or that an OpenTelemetry propagator copied, is stripped too)::
+
+    out = Outbound(internal=["*.svc.cluster.local", "billing:8080"], key=SHARED_KEY)
+    client = httpx.Client(event_hooks=out.httpx_hooks())        # httpx
+    session = out.requests_session()                              # requests
+    out.inject(headers, url)                                      # OpenTelemetry propagate.inject
+
+With ``key=`` the claim is signed (see ``purposeguard.middleware.HMACClaimVerifier``), so the
+receiving service can trust it without trusting the network.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from opentelemetry import baggage
+from opentelemetry.context import Context, get_current
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
+
+from ._context import current_purpose
+from ._ids import is_purpose_id
+from .exceptions import ConfigurationError
+from .middleware._claims import BAGGAGE_KEY, sign_claim
+
+__all__ = ["Outbound", "StripPurposePropagator", "strip_purpose"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _find(headers: MutableMapping[str, str], name: str) -> list[str]:
+    """Every key of ``headers`` equal to ``name`` ignoring case (plain dicts keep case)."""
+    if name in headers and not isinstance(headers, dict):
+        return [name]  # a case-insensitive mapping (httpx.Headers, requests' CaseInsensitiveDict)
+    return [k for k in list(headers) if k.lower() == name]
+
+
+def _without_purpose(value: str) -> str:
+    members = [m for m in value.split(",") if m.partition("=")[0].strip(" \t") != BAGGAGE_KEY]
+    return ",".join(m for m in members if m.strip(" \t"))
+
+
+def strip_purpose(headers: MutableMapping[str, str], claim_header: str | None = None) -> None:
+    """Remove the purpose entry from the ``baggage`` header (and ``claim_header``) in place."""
+    for key in _find(headers, "baggage"):
+        rest = _without_purpose(headers[key])
+        if rest:
+            headers[key] = rest
+        else:
+            del headers[key]
+    if claim_header:
+        for key in _find(headers, claim_header.lower()):
+            del headers[key]
+
+
+class Outbound:
+    """Which destinations are internal, and how the purpose is sent to them.
+
+    - ``internal``: host patterns, matched case-insensitively: ``"billing"``,
+      ``"*.svc.cluster.local"`` (fnmatch-style), optionally with a port (``"billing:8080"``).
+    - ``key``: sign the claim with this HMAC key; or ``signer``: any ``purpose -> claim`` function.
+    - ``claim_header``: also send the purpose in this header to internal destinations (and strip
+      it elsewhere); by default only baggage carries it.
+    """
+
+    __slots__ = ("_patterns", "claim_header", "signer")
+
+    def __init__(
+        self,
+        internal: Iterable[str],
+        *,
+        key: bytes | str | None = None,
+        signer: Callable[[str], str] | None = None,
+        claim_header: str | None = None,
+    ) -> None:
+        if key is not None and signer is not None:
+            raise ConfigurationError("give key= or signer=, not both")
+        if key is not None:
+            sign_claim("audit", key)  # fail now on a short key, not at the first request
+            signing_key = key
+
+            def signer(purpose: str) -> str:
+                return sign_claim(purpose, signing_key)
+
+        self.signer = signer
+        self.claim_header = claim_header.lower() if claim_header else None
+        patterns = []
+        for item in internal:
+            if not isinstance(item, str) or not item.strip():
+                raise ConfigurationError(f"internal destinations are host patterns, not {item!r}")
+            host, _, port = item.strip().lower().rpartition(":") if ":" in item else (item, "", "")
+            if port and not port.isdigit():
+                raise ConfigurationError(f"{item!r}: the port must be a number")
+            patterns.append((host.strip().lower(), int(port) if port else None))
+        self._patterns = tuple(patterns)
+
+    def is_internal(self, url: Any) -> bool:
+        """True iff ``url`` (a string, ``httpx.URL`` or anything whose ``str`` is a URL) is an
+        internal destination."""
+        try:
+            parts = urlsplit(str(url))
+            host = (parts.hostname or "").lower()
+            port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        except ValueError:  # a malformed URL (bad port, ...) is never internal
+            return False
+        if not host:
+            return False
+        return any(
+            fnmatch.fnmatchcase(host, pattern) and (want is None or want == port)
+            for pattern, want in self._patterns
+        )
+
+    def claim(self) -> str | None:
+        """The claim for the active purpose (signed if configured), or None without one."""
+        purpose = current_purpose()
+        if purpose is None or not is_purpose_id(purpose):
+            return None
+        return self.signer(purpose) if self.signer is not None else purpose
+
+    def apply(self, headers: MutableMapping[str, str], url: Any) -> None:
+        """Set or strip the purpose in ``headers`` for a request to ``url``, in place."""
+        strip_purpose(headers, self.claim_header)
+        if not self.is_internal(url):
+            return
+        claim = self.claim()
+        if claim is None:
+            return
+        member = f"{BAGGAGE_KEY}={quote(claim, safe=':-_.~')}"
+        keys = _find(headers, "baggage")
+        if keys:
+            headers[keys[0]] = f"{headers[keys[0]]},{member}"
+        else:
+            headers["baggage"] = member
+        if self.claim_header:
+            headers[self.claim_header] = claim
+
+    # --- httpx ----------------------------------------------------------------------------------
+
+    def httpx_hooks(self) -> dict[str, list[Callable[[Any], None]]]:
+        """``event_hooks=`` for ``httpx.Client``: runs for every request, redirects included."""
+
+        def on_request(request: Any) -> None:
+            self.apply(request.headers, request.url)
+
+        return {"request": [on_request]}
+
+    def httpx_async_hooks(self) -> dict[str, list[Callable[[Any], Awaitable[None]]]]:
+        """``event_hooks=`` for ``httpx.AsyncClient`` (its hooks must be coroutines)."""
+
+        async def on_request(request: Any) -> None:
+            self.apply(request.headers, request.url)
+
+        return {"request": [on_request]}
+
+    # --- requests -------------------------------------------------------------------------------
+
+    def requests_adapter(self, **kwargs: Any) -> Any:
+        """A ``requests`` transport adapter that applies the rule to every request it sends
+        (redirects included: each goes through the adapter). ``kwargs`` go to ``HTTPAdapter``."""
+        try:
+            from requests.adapters import HTTPAdapter
+        except ImportError as exc:  # pragma: no cover - exercised only without requests
+            raise ImportError("requests_adapter needs requests: pip install requests") from exc
+        outbound = self
+
+        class PurposeAdapter(HTTPAdapter):
+            def send(self, request: Any, *args: Any, **kw: Any) -> Any:
+                outbound.apply(request.headers, request.url)
+                return super().send(request, *args, **kw)
+
+        return PurposeAdapter(**kwargs)
+
+    def requests_session(self, session: Any = None) -> Any:
+        """``session`` (or a new ``requests.Session``) with the adapter mounted for http(s)."""
+        if session is None:
+            import requests
+
+            session = requests.Session()
+        adapter = self.requests_adapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    # --- OpenTelemetry --------------------------------------------------------------------------
+
+    def inject(self, carrier: MutableMapping[str, str], url: Any, context: Any = None) -> None:
+        """``opentelemetry.propagate.inject(carrier, context)`` followed by :meth:`apply`: the
+        app's propagators run, then the purpose is set or stripped for ``url``."""
+        from opentelemetry import propagate
+
+        propagate.inject(carrier, context=context)
+        self.apply(carrier, url)
+
+
+class StripPurposePropagator(TextMapPropagator):
+    """An OpenTelemetry ``TextMapPropagator`` that keeps the purpose out of OTel baggage.
+
+    Put it last in a ``CompositePropagator``: on extract it drops an inbound
+    ``purposeguard.purpose`` entry from the context (so the baggage propagator cannot forward it
+    to every destination), on inject it removes the entry from the carrier. The purpose then
+    travels only where :class:`Outbound` puts it.
+    """
+
+    @property
+    def fields(self) -> set[str]:
+        return {"baggage"}
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        getter: Getter[CarrierT] = default_getter,
+    ) -> Context:
+        ctx = context if context is not None else get_current()
+        if baggage.get_baggage(BAGGAGE_KEY, ctx) is None:
+            return ctx
+        return baggage.remove_baggage(BAGGAGE_KEY, ctx)
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[CarrierT] = default_setter,
+    ) -> None:
+        if isinstance(carrier, MutableMapping):
+            strip_purpose(carrier)

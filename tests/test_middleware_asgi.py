@@ -1,0 +1,463 @@
+"""The ASGI middleware under a real uvicorn server on 127.0.0.1, driven by httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry import trace
+from pydantic import BaseModel, field_serializer
+from starlette.websockets import WebSocket
+
+import purposeguard as pg
+from purposeguard import _config
+from purposeguard.middleware import HMACClaimVerifier, purposes, sign_claim
+from purposeguard.middleware.asgi import PurposeMiddleware, require_purpose
+
+KEY = b"asgi-test-key-0123456789"
+ECHO = ("recruitment", "audit", "inquiry", "marketing.events")
+
+
+class ListSink:
+    """An audit-log stand-in that keeps every record it is given."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def make_app(seen: dict[str, list[Any]]) -> FastAPI:
+    """The app under test. Guards are process-wide and FastAPI caches endpoints for good, so the
+    accessor is reached only through ``seen``, which the fixtures clear: it must not outlive the
+    test and refuse another module's policy."""
+
+    @pg.accessor(collected_for=("recruitment",))
+    def load_applicant(applicant_id: str) -> dict[str, str]:
+        return {"id": applicant_id, "email": "a@example.com"}
+
+    seen["load_applicant"] = [load_applicant]
+
+    class Echo(BaseModel):
+        n: int
+        before: str | None
+        after: str | None
+        serialized_under: str = ""
+
+        @field_serializer("serialized_under")
+        def _under(self, value: str) -> str | None:
+            return pg.current_purpose()  # proves serialization runs under the route's purpose
+
+    app = FastAPI()
+
+    @app.exception_handler(pg.PurposeViolation)
+    async def _violation(request: Request, exc: pg.PurposeViolation) -> JSONResponse:
+        return JSONResponse({"error": "purpose_violation", "reason": exc.reason}, status_code=403)
+
+    @app.get("/echo/{n}")
+    async def echo(n: int) -> JSONResponse:
+        before = pg.current_purpose()
+        await asyncio.sleep(random.random() / 500)  # let other requests interleave
+        return JSONResponse({"n": n, "before": before, "after": pg.current_purpose()})
+
+    @app.get("/model", response_model=Echo)
+    @purposes("inquiry")
+    async def model() -> Echo:
+        return Echo(n=0, before=None, after=None)
+
+    @app.get("/applicant/{applicant_id}")
+    @purposes("recruitment.selection", "marketing")
+    def applicant(applicant_id: str) -> dict[str, str]:
+        return seen["load_applicant"][0](applicant_id)  # type: ignore[no-any-return]
+
+    @app.get("/dep", dependencies=[require_purpose("inquiry", "audit")])
+    async def dep() -> dict[str, str | None]:
+        return {"purpose": pg.current_purpose()}
+
+    @app.get("/stream")
+    @purposes("inquiry")
+    async def stream() -> StreamingResponse:
+        async def chunks() -> Any:
+            for _ in range(5):
+                await asyncio.sleep(0.001)
+                yield f"{pg.current_purpose()}\n"
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    @app.get("/bg")
+    @purposes("audit")
+    async def bg(tasks: BackgroundTasks) -> dict[str, str]:
+        tasks.add_task(lambda: seen["background"].append(pg.current_purpose()))
+        return {"ok": "yes"}
+
+    @app.get("/open")
+    async def undeclared() -> dict[str, str | None]:
+        return {"purpose": pg.current_purpose()}
+
+    @app.websocket("/ws")
+    @purposes("inquiry")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(str(pg.current_purpose()))
+        await websocket.close()
+
+    app.add_middleware(
+        PurposeMiddleware,
+        routes={"/echo/{n}": list(ECHO)},
+        verifier=HMACClaimVerifier(KEY),
+        claim_header="x-purpose",
+    )
+
+    class Probe:  # outermost: sees what is left in the context after the request
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await self.inner(scope, receive, send)
+            if scope["type"] == "http":
+                seen["after"].append(pg.current_purpose())
+
+    app.add_middleware(Probe)
+    return app
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, dict[str, list[Any]]]]:
+    seen: dict[str, list[Any]] = {"background": [], "after": []}
+    app = make_app(seen)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", seen
+    srv.should_exit = True
+    thread.join(10)
+    seen.clear()
+    gc.collect()  # the app's accessor must not outlive this module (guards are process-wide)
+
+
+@pytest.fixture
+def fresh_app() -> Iterator[FastAPI]:
+    seen: dict[str, list[Any]] = {"background": [], "after": []}
+    yield make_app(seen)
+    seen.clear()
+
+
+@pytest.fixture
+def sink(configured: pg.Policy) -> ListSink:
+    out = ListSink()
+    pg.configure(audit_log=out)
+    return out
+
+
+def baggage(claim: str) -> dict[str, str]:
+    return {"baggage": f"other=1,purposeguard.purpose={claim},x=y"}
+
+
+def rejected(sink: ListSink) -> list[dict[str, Any]]:
+    pg.testing.flush()
+    return [r for r in sink.records if r["event"] == "purposeguard.claim_rejected"]
+
+
+async def test_1000_concurrent_requests_with_mixed_purposes_show_no_cross_talk(
+    server: tuple[str, dict[str, list[Any]]], configured: pg.Policy
+) -> None:
+    url, _ = server
+    claims = {p: sign_claim(p, KEY) for p in ECHO}
+    plan = [(i, random.choice((None, *ECHO))) for i in range(1000)]
+    limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+        async def one(i: int, claimed: str | None) -> tuple[str | None, dict[str, Any]]:
+            headers = baggage(claims[claimed]) if claimed else {}
+            response = await client.get(f"/echo/{i}", headers=headers)
+            assert response.status_code == 200, response.text
+            return claimed, response.json()
+
+        results = await asyncio.gather(*(one(i, c) for i, c in plan))
+
+    for (i, _), (claimed, body) in zip(plan, results, strict=True):
+        expected = claimed or ECHO[0]
+        assert {"n": i, "before": expected, "after": expected} == body
+
+
+def test_response_serialization_runs_under_the_route_purpose(
+    server: tuple[str, dict[str, list[Any]]], configured: pg.Policy
+) -> None:
+    url, _ = server
+    with httpx.Client(base_url=url) as client:
+        body = client.get("/model").json()
+    assert "inquiry" == body["serialized_under"]
+
+
+def test_route_declared_purpose_blocks_a_wrong_purpose_use_end_to_end(
+    server: tuple[str, dict[str, list[Any]]], configured: pg.Policy
+) -> None:
+    url, _ = server
+    with httpx.Client(base_url=url) as client:
+        allowed = client.get("/applicant/7")
+        denied = client.get("/applicant/7", headers=baggage(sign_claim("marketing", KEY)))
+    assert (200, "7") == (allowed.status_code, allowed.json()["id"])
+    assert (403, {"error": "purpose_violation", "reason": "not_allowed"}) == (
+        denied.status_code,
+        denied.json(),
+    )
+
+
+def test_purpose_is_reset_when_the_request_ends(
+    server: tuple[str, dict[str, list[Any]]], configured: pg.Policy
+) -> None:
+    url, seen = server
+    seen["after"].clear()
+    with httpx.Client(base_url=url) as client:
+        for path in ("/echo/1", "/applicant/1", "/stream", "/dep", "/open"):
+            client.get(path)
+    assert [None] * 5 == seen["after"]
+
+
+def test_streaming_response_runs_under_the_route_purpose_to_the_last_chunk(
+    server: tuple[str, dict[str, list[Any]]], configured: pg.Policy
+) -> None:
+    url, _ = server
+    with httpx.Client(base_url=url) as client, client.stream("GET", "/stream") as response:
+        lines = list(response.iter_lines())
+    assert ["inquiry"] * 5 == lines
+
+
+def test_background_tasks_run_under_the_request_purpose(
+    server: tuple[str, dict[str, list[Any]]], configured: pg.Policy
+) -> None:
+    url, seen = server
+    seen["background"].clear()
+    with httpx.Client(base_url=url) as client:
+        assert client.get("/bg").status_code == 200
+    deadline = time.monotonic() + 5
+    while not seen["background"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ["audit"] == seen["background"]
+
+
+def test_dependency_declares_purpose_and_accepts_only_its_own(
+    server: tuple[str, dict[str, list[Any]]], sink: ListSink
+) -> None:
+    url, _ = server
+    with httpx.Client(base_url=url) as client:
+        plain = client.get("/dep")
+        picked = client.get("/dep", headers=baggage(sign_claim("audit", KEY)))
+        refused = client.get("/dep", headers=baggage(sign_claim("recruitment", KEY)))
+    assert {"purpose": "inquiry"} == plain.json()
+    assert {"purpose": "audit"} == picked.json()
+    assert (403, "not_allowed") == (refused.status_code, refused.json()["detail"]["reason"])
+
+
+def test_undeclared_route_runs_without_purpose_and_ignores_claims(
+    server: tuple[str, dict[str, list[Any]]], configured: pg.Policy
+) -> None:
+    url, _ = server
+    with httpx.Client(base_url=url) as client:
+        response = client.get("/open", headers=baggage(sign_claim("audit", KEY)))
+    assert {"purpose": None} == response.json()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "reason"),
+    [
+        (baggage("audit"), 403, "untrusted"),  # unsigned: the caller is not trusted
+        ({"x-purpose": "audit"}, 403, "untrusted"),
+        (baggage("v1:audit:1:AAAA"), 403, "untrusted"),  # bad signature
+        (baggage("x" * 600), 400, "oversized"),
+        ({"baggage": "purposeguard.purpose=" + "a" * 9000}, 400, "oversized"),
+        (baggage("%FF%FE"), 400, "malformed"),
+        (baggage("%0A"), 400, "malformed"),
+        ({"baggage": "purposeguard.purpose=audit,purposeguard.purpose=inquiry"}, 400, "ambiguous"),
+        (baggage("SIGNED:Not.An.Id"), 400, "malformed"),
+        (baggage("SIGNED:payroll"), 403, "unknown_purpose"),
+        (baggage("SIGNED:tax"), 403, "not_allowed"),
+    ],
+)
+def test_bad_claims_are_refused_recorded_and_never_echoed(
+    server: tuple[str, dict[str, list[Any]]],
+    sink: ListSink,
+    headers: dict[str, str],
+    status: int,
+    reason: str,
+) -> None:
+    url, _ = server
+    for name, value in list(headers.items()):
+        if "SIGNED:" in value:  # sign a (possibly malformed) purpose by hand, as a peer could
+            import base64
+            import hashlib
+            import hmac
+
+            claimed = value.split("SIGNED:")[1].split(",")[0]
+            body = f"v1:{claimed}:{int(time.time())}"
+            sig = base64.urlsafe_b64encode(hmac.new(KEY, body.encode(), hashlib.sha256).digest())
+            headers[name] = value.replace(f"SIGNED:{claimed}", f"{body}:{sig.rstrip(b'=').decode()}")
+    with httpx.Client(base_url=url) as client:
+        response = client.get("/echo/1", headers=headers)
+    assert (status, reason) == (response.status_code, response.json()["reason"])
+    assert response.headers["content-type"] == "application/json"
+    records = rejected(sink)
+    assert [reason] == [r["reason"] for r in records]
+    assert records[0]["route"] == "/echo/{n}"
+    claim_parts = [v for v in headers.values()]
+    for part in claim_parts:
+        raw = part.split("purposeguard.purpose=")[-1]
+        assert raw not in response.text
+        assert raw not in str(records)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    claim=st.text(
+        alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=700
+    ),
+    where=st.sampled_from(["baggage", "header", "both"]),
+)
+def test_fuzzed_claims_never_give_500_and_never_echo(
+    server: tuple[str, dict[str, list[Any]]], configured: pg.Policy, claim: str, where: str
+) -> None:
+    url, _ = server
+    value = claim.strip()
+    headers = {}
+    if where in ("baggage", "both"):
+        headers["baggage"] = f"purposeguard.purpose={value}"
+    if where in ("header", "both"):
+        headers["x-purpose"] = value
+    with httpx.Client(base_url=url) as client:
+        response = client.get("/echo/3", headers=headers)
+    assert response.status_code in (200, 400, 403, 422)
+    if response.status_code != 200 and len(value) > 3:
+        assert value not in response.text
+
+
+def test_span_event_carries_reason_and_hash_but_never_the_claim(
+    configured: pg.Policy, spans: Any, fresh_app: FastAPI
+) -> None:
+    app = fresh_app
+    transport = httpx.ASGITransport(app=app)
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/echo/1", headers=baggage("audit"))
+
+    with trace.get_tracer("test").start_as_current_span("request"):
+        response = asyncio.run(call())
+    assert response.status_code == 403
+    events = [e for s in spans.get_finished_spans() for e in s.events]
+    (event,) = [e for e in events if e.name == "purposeguard.claim_rejected"]
+    assert event.attributes is not None
+    assert event.attributes["purposeguard.reason"] == "untrusted"
+    assert event.attributes["purposeguard.claim_length"] == 5
+    assert "audit" not in {str(v) for v in event.attributes.values()}
+
+
+async def _websocket(app: Any, headers: list[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+    """Drive one websocket session in-process (uvicorn here has no websocket library)."""
+    incoming = [{"type": "websocket.connect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if incoming:
+            return incoming.pop(0)
+        await asyncio.sleep(0.01)
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "path": "/ws", "raw_path": b"/ws",
+             "root_path": "", "scheme": "ws", "query_string": b"", "headers": headers,
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80), "subprotocols": []}  # fmt: skip
+    await app(scope, receive, send)
+    return sent
+
+
+def test_websocket_route_declares_purpose_and_refuses_bad_claims(
+    configured: pg.Policy, fresh_app: FastAPI
+) -> None:
+    app = fresh_app
+    ok = asyncio.run(_websocket(app, []))
+    refused = asyncio.run(
+        _websocket(app, [(b"baggage", b"purposeguard.purpose=inquiry")])
+    )
+    assert ["websocket.accept", "websocket.send", "websocket.close"] == [m["type"] for m in ok]
+    assert "inquiry" == ok[1]["text"]
+    assert [{"type": "websocket.close", "code": 1008,
+             "reason": "purpose_claim_rejected:untrusted"}] == refused  # fmt: skip
+
+
+async def _lifespan(app: Any) -> dict[str, Any]:
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    return sent[0]
+
+
+def test_lifespan_startup_fails_on_a_route_the_app_does_not_have() -> None:
+    app = FastAPI()
+    app.add_middleware(PurposeMiddleware, routes={"/nope": "audit"})
+    first = asyncio.run(_lifespan(app))
+    assert "lifespan.startup.failed" == first["type"]
+    assert "'/nope' matches no route" in first["message"]
+
+
+def test_lifespan_startup_fails_on_a_purpose_the_policy_does_not_declare(
+    configured: pg.Policy,
+) -> None:
+    app = FastAPI()
+
+    @app.get("/x")
+    @purposes("payroll")
+    def x() -> None: ...
+
+    app.add_middleware(PurposeMiddleware)
+    first = asyncio.run(_lifespan(app))
+    assert "lifespan.startup.failed" == first["type"]
+    assert "'payroll'" in first["message"]
+
+
+def test_building_the_middleware_checks_declarations_against_the_policy(
+    configured: pg.Policy,
+) -> None:
+    with pytest.raises(pg.PolicyError, match="route '/a' declares 'payroll'"):
+        PurposeMiddleware(FastAPI(), routes={"/a": "payroll"})
+    with pytest.raises(pg.ConfigurationError, match="not a purpose id"):
+        PurposeMiddleware(FastAPI(), routes={"/a": "Not An Id"})
+
+
+def test_app_guards_do_not_outlive_the_module() -> None:
+    gc.collect()
+    names = {g.name for g in _config._guards}
+    assert not any("load_applicant" in n for n in names)
