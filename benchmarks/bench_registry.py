@@ -67,7 +67,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     baseline = without_registry
     rows.append(
         {
-            "name": "check_subject allowed, unrestricted subject, registry configured",
+            "name": "registry: allowed, unrestricted subject",
             "ratio": round(with_registry / baseline, 3),
             "budget": 2.0,
             "baseline": "the same check_subject call with no registry configured",
@@ -78,9 +78,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
     )
     rows.append(
         {
-            "name": "check_subject allowed, unrestricted subject, vs pg.check",
+            # not the budget: the whole subject layer (its own call, category and
+            # retention tests, the registry test) over the plain decision, for information
+            "name": "registry: check_subject vs pg.check",
             "ratio": round(with_registry / plain_check, 3),
-            "budget": 2.0,
+            "budget": 3.0,
             "baseline": "pg.check with the same arguments (no subject)",
             "ns_per_call": round(with_registry * 1e9, 1),
             "baseline_ns": round(plain_check * 1e9, 1),
