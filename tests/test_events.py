@@ -150,13 +150,13 @@ def test_buffer_overflow_is_counted_and_reported(
 ) -> None:
     read = guarded()
     pg.configure(mode="monitor", buffer_size=10, storm_limit=10_000)
-    deliver = emitter._deliver
+    deliver = emitter._log
 
     def slow(batch: list[tuple[str, dict[str, Any]]]) -> None:
         time.sleep(0.05)
         deliver(batch)
 
-    monkeypatch.setattr(emitter, "_deliver", slow)
+    monkeypatch.setattr(emitter, "_log", slow)
     with structlog.testing.capture_logs() as logs:
         _read_many(read)
         assert pg.flush()

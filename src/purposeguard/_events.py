@@ -85,8 +85,10 @@ _decisions = _meter.create_counter(
 
 
 class Emitter:
-    """Delivers events. Captures and span events happen at once; log lines and audit records
-    are storm-controlled and then go through a bounded buffer to a writer thread."""
+    """Delivers events. Captures and span events happen at once. Log lines and sink (audit)
+    records are storm-controlled; sinks get them from the producing thread (each sink has its
+    own bounded buffer and full-buffer policy), log lines go through a bounded buffer to a
+    writer thread."""
 
     def __init__(self) -> None:
         self._reset_state()
@@ -94,7 +96,9 @@ class Emitter:
         self.storm_limit = 100
         self.storm_window = 1.0
         self.sinks: tuple[Sink, ...] = ()
-        self.service: str | None = os.environ.get("OTEL_SERVICE_NAME") or None
+        self.service: str | None = (
+            os.environ.get("PURPOSEGUARD_SERVICE") or os.environ.get("OTEL_SERVICE_NAME") or None
+        )
         self._captures: list[list[dict[str, Any]]] = []
         os.register_at_fork(after_in_child=self._reset_state)
         atexit.register(self.close)
@@ -133,26 +137,32 @@ class Emitter:
         _decisions.add(1, {"decision": "deny", "mode": event["mode"]})
         key = (event["field"], event["accessor"], event["purpose"], event["reason"], event["code"])
         with self._cond:
-            self._roll_window()
+            out = self._roll_window()
             entry = self._storm.get(key)
             if entry is None:
-                self._storm[key] = [1, 0, event]
+                entry = self._storm[key] = [0, 0, event]
+            entry[0] += 1
+            if entry[0] > self.storm_limit:
+                entry[1] += 1  # counted into the window's summary instead
             else:
-                entry[0] += 1
-                if entry[0] > self.storm_limit:
-                    entry[1] += 1
-                    return
-            self._put(VIOLATION, event)
+                self._put(VIOLATION, event)
+                out.append(event)
+        if out and self.sinks:
+            self._to_sinks(out)
 
     def record(self, name: str, fields: dict[str, Any]) -> None:
         """Record an operational event (mode change, policy reload, rejected claim, ...)."""
         event = {"event": name, "ts": now_iso(), **fields}
         with self._cond:
+            out = self._roll_window()
             self._put(name, event)
+        if self.sinks:
+            self._to_sinks([*out, event])
 
     def _put(self, name: str, event: dict[str, Any]) -> None:
+        """Queue ``event`` for the log writer thread (the caller holds the lock)."""
         if self._closed:
-            self._deliver([(name, event)])
+            self._log([(name, event)])
             return
         if len(self._queue) >= self.capacity:
             self._dropped += 1
@@ -166,48 +176,59 @@ class Emitter:
             self._thread.start()
         self._cond.notify()
 
-    def _roll_window(self, force: bool = False) -> None:
+    def _roll_window(self, force: bool = False) -> list[dict[str, Any]]:
+        """Close the storm window if it is over: one summary per suppressed storm, and a count
+        of log lines dropped for a full buffer. The caller holds the lock; the returned records
+        are for the sinks, to be handed over after the lock is released."""
         now = time.monotonic()
         if not force and now - self._window_start < self.storm_window:
-            return
+            return []
+        out: list[dict[str, Any]] = []
         for _count, suppressed, first in self._storm.values():
             if suppressed:
-                summary = {
-                    k: first.get(k)
-                    for k in ("schema", "mode", "enforced", "reason", "purpose", "allowed",
-                              "prohibited", "field", "accessor", "channel", "policy_id",
-                              "policy_version", "service", "code")
-                }  # fmt: skip
+                summary = {k: first.get(k) for k in _SUMMARY_KEYS}
                 summary.update(event=SUMMARY, ts=now_iso(), decision="deny", count=suppressed,
                                window_seconds=round(now - self._window_start, 3))  # fmt: skip
+                out.append(summary)
                 self._queue.append((SUMMARY, summary))
                 self._enqueued += 1
         if self._dropped:
-            self._queue.append(
-                (DROPPED, {"event": DROPPED, "ts": now_iso(), "count": self._dropped})
-            )
-            self._enqueued += 1
+            # Only the log buffer overflowed: the sinks had those records directly.
+            dropped = {"event": DROPPED, "ts": now_iso(), "count": self._dropped, "sink": "log"}
             self._dropped = 0
+            self._queue.append((DROPPED, dropped))
+            self._enqueued += 1
         self._storm.clear()
         self._window_start = now
+        return out
 
-    # --- the writer thread ----------------------------------------------------------------------
+    def _to_sinks(self, events: list[dict[str, Any]]) -> None:
+        for sink in self.sinks:
+            for event in events:
+                try:
+                    sink.emit(event)
+                except Exception:  # a sink failure never changes a decision
+                    pass
+
+    # --- the log writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 if not self._queue:
                     self._cond.wait(self.storm_window)
-                self._roll_window()
+                out = self._roll_window()
                 batch = list(self._queue)
                 self._queue.clear()
+            if out and self.sinks:
+                self._to_sinks(out)
             if batch:
-                self._deliver(batch)
+                self._log(batch)
                 with self._cond:
                     self._written += len(batch)
                     self._cond.notify_all()
 
-    def _deliver(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+    def _log(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         log = structlog.get_logger("purposeguard")
         for name, event in batch:
             fields = {k: v for k, v in event.items() if k != "event"}
@@ -216,50 +237,47 @@ class Emitter:
                     log.warning(name, **fields)
                 else:
                     log.info(name, **fields)
-            except Exception:
+            except Exception:  # a sink failure never changes a decision
                 pass
-            for sink in self.sinks:
-                try:
-                    sink.emit(event)
-                except Exception:
-                    pass
 
     def flush(self, timeout: float | None = 5.0) -> bool:
         """Deliver everything recorded so far, storm summaries included; True if all made it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            self._roll_window(force=True)
+            out = self._roll_window(force=True)
             target = self._enqueued
-            if self._queue and self._thread is None:
+            if self._queue and self._thread is None and not self._closed:
                 self._thread = threading.Thread(
                     target=self._run, name="purposeguard-events", daemon=True
                 )
                 self._thread.start()
             self._cond.notify_all()
-            while self._written < target:
+        if out and self.sinks:
+            self._to_sinks(out)
+        with self._cond:
+            while self._written < target and not self._closed:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self._cond.wait(remaining)
         ok = True
         for sink in self.sinks:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                ok = (
-                    sink.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                    and ok
-                )
-            except Exception:
+                ok = sink.flush(left) and ok
+            except Exception:  # a failing sink is a failed flush
                 ok = False
         return ok
 
     def close(self) -> None:
+        """Flush, then log synchronously from now on (at interpreter exit)."""
         self.flush()
         with self._cond:
             self._closed = True
         for sink in self.sinks:
             try:
                 sink.close()
-            except Exception:
+            except Exception:  # a sink failure never stops shutdown
                 pass
 
     @contextmanager
@@ -270,6 +288,12 @@ class Emitter:
             yield captured
         finally:
             self._captures = [c for c in self._captures if c is not captured]
+
+
+_SUMMARY_KEYS = (
+    "schema", "mode", "enforced", "reason", "purpose", "allowed", "prohibited", "field",
+    "accessor", "channel", "policy_id", "policy_version", "service", "code",
+)  # fmt: skip
 
 
 emitter = Emitter()
