@@ -190,7 +190,7 @@ def test_configure_with_a_path_opens_a_sqlite_registry(
     configured: pg.Policy, tmp_path: Path
 ) -> None:
     pg.configure(registry=tmp_path / "r.db")
-    reg = pg._config.state.registry
+    reg = pg.get_registry()
     assert isinstance(reg, pg.Registry)
     reg.suspend_use("s")
     assert not allowed("marketing", "s")

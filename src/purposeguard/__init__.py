@@ -43,7 +43,7 @@ from .models import (
     purposes_of,
 )
 from .provision import LegalGround, ProvisionViolation, provide, provides, providing
-from .registry import Registry, SubjectStatus, check_subject
+from .registry import Registry, SubjectStatus, check_subject, get_registry
 from .stores import ProvisionRecord
 
 __all__ = [
@@ -87,6 +87,7 @@ __all__ = [
     "explain",
     "flush",
     "get_policy",
+    "get_registry",
     "guard_function",
     "guarded",
     "load_policy",

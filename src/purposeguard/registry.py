@@ -42,6 +42,7 @@ __all__ = [
     "SubjectStatus",
     "check_subject",
     "expired",
+    "get_registry",
 ]
 
 #: How long provision records are kept when no policy says otherwise (three years).
@@ -453,6 +454,11 @@ class Registry:
         """Delete provision records older than the retention period; returns how many."""
         now = self.clock() if now is None else now
         return self.store.purge_provisions(now - self.retention())
+
+
+def get_registry() -> Registry | None:
+    """The configured subject registry (``pg.configure(registry=...)``), or ``None``."""
+    return _config.state.registry
 
 
 def _reset_after_fork() -> None:
