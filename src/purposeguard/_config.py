@@ -27,11 +27,8 @@ from .exceptions import ConfigurationError, PolicyError
 if TYPE_CHECKING:
     from .registry import Registry
 
-__all__ = ["ENV_AUDIT_KEY", "ENV_POLICY", "ENV_SERVICE", "configure", "get_policy", "reload_policy"]
+__all__ = ["ENV_AUDIT_KEY", "ENV_SERVICE", "configure", "get_policy", "reload_policy"]
 
-#: Environment variable: a policy file loaded by ``configure(policy=None)``'s counterpart,
-#: :func:`configure_from_env`.
-ENV_POLICY: Final = "PURPOSEGUARD_POLICY"
 #: Environment variable: the HMAC key (text) for audit-log checkpoints, when none is configured.
 ENV_AUDIT_KEY: Final = "PURPOSEGUARD_AUDIT_KEY"
 #: Environment variable: the ``service`` written into every event (else ``OTEL_SERVICE_NAME``).

@@ -42,6 +42,7 @@ for _name in ("wrapt", "pydantic", "pydantic_core", "contextlib", "functools"):
     _mod = sys.modules.get(_name)
     if _mod is not None and getattr(_mod, "__file__", None):
         _SKIP_DIRS += (str(Path(_mod.__file__).resolve().parent),)  # type: ignore[arg-type]
+_DEMO_FILE = str(Path(__file__).resolve().with_name("_demo.py"))  # user code, though packaged
 _SKIP_FILES = tuple(f"{os.sep}{name}.py" for name in ("contextlib", "functools"))
 
 
@@ -64,7 +65,9 @@ def caller_location() -> str | None:
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith(_SKIP_DIRS) and not filename.endswith(_SKIP_FILES):
+        if (
+            not filename.startswith(_SKIP_DIRS) and not filename.endswith(_SKIP_FILES)
+        ) or filename == _DEMO_FILE:
             return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back  # type: ignore[assignment]
     return None
