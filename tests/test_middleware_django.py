@@ -1,0 +1,166 @@
+"""The Django middleware through Django's test client, sync and async."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from purposeguard.middleware import HMACClaimVerifier, purposes, sign_claim
+
+KEY = "django-test-key-0123456789"
+
+if not settings.configured:
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="test-only",
+        ALLOWED_HOSTS=["testserver"],
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=["purposeguard.middleware.django.PurposeGuardMiddleware"],
+        INSTALLED_APPS=[],
+        USE_TZ=True,
+        PURPOSEGUARD_WEB={
+            "routes": {"echo/<int:n>/": ["recruitment", "audit"], "named-open": "security"},
+            "verifier": HMACClaimVerifier(KEY),
+        },
+    )
+    import django
+
+    django.setup()
+
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse  # noqa: E402
+from django.test import AsyncClient, Client  # noqa: E402
+from django.urls import path  # noqa: E402
+
+import purposeguard as pg  # noqa: E402
+from purposeguard import _config  # noqa: E402
+
+HOLDER: dict[str, Any] = {}
+
+
+def echo(request: HttpRequest, n: int) -> JsonResponse:
+    return JsonResponse({"n": n, "purpose": pg.current_purpose()})
+
+
+@purposes("recruitment.selection", "marketing")
+def applicant(request: HttpRequest, pk: int) -> JsonResponse:
+    try:
+        return JsonResponse(HOLDER["load"](pk))
+    except pg.PurposeViolation as exc:
+        return JsonResponse({"error": "purpose_violation", "reason": exc.reason}, status=403)
+
+
+@purposes("inquiry")
+async def async_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"purpose": pg.current_purpose()})
+
+
+@purposes("inquiry")
+def stream(request: HttpRequest) -> StreamingHttpResponse:
+    def chunks() -> Iterator[str]:
+        for _ in range(3):
+            yield f"{pg.current_purpose()}\n"
+
+    return StreamingHttpResponse(chunks())
+
+
+@purposes("audit")
+async def astream(request: HttpRequest) -> StreamingHttpResponse:
+    async def chunks() -> AsyncIterator[str]:
+        for _ in range(3):
+            yield f"{pg.current_purpose()}\n"
+
+    return StreamingHttpResponse(chunks())
+
+
+def open_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"purpose": pg.current_purpose()})
+
+
+urlpatterns = [
+    path("echo/<int:n>/", echo),
+    path("applicant/<int:pk>/", applicant),
+    path("async/", async_view),
+    path("stream/", stream),
+    path("astream/", astream),
+    path("open/", open_view, name="named-open"),
+    path("plain/", echo, kwargs={"n": 0}),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _accessor() -> Iterator[None]:
+    @pg.accessor(collected_for=("recruitment",))
+    def load(pk: int) -> dict[str, int]:
+        return {"id": pk}
+
+    HOLDER["load"] = load
+    yield
+    HOLDER.clear()
+    del load
+    gc.collect()  # guards are process-wide: this one must not outlive the module
+    assert not any(g.name.endswith("load") and "django" in g.name for g in _config._guards)
+
+
+def bag(claim: str) -> dict[str, str]:
+    return {"HTTP_BAGGAGE": f"purposeguard.purpose={claim}"}
+
+
+def abag(claim: str) -> dict[str, str]:
+    return {"baggage": f"purposeguard.purpose={claim}"}
+
+
+def test_sync_routes_run_under_their_purpose_and_claims_pick_among_them(
+    configured: pg.Policy,
+) -> None:
+    client = Client()
+    assert {"n": 1, "purpose": "recruitment"} == client.get("/echo/1/").json()
+    assert {"n": 2, "purpose": "audit"} == client.get(
+        "/echo/2/", **bag(sign_claim("audit", KEY))
+    ).json()
+    assert {"purpose": "security"} == client.get("/open/").json()  # by URL name
+    assert {"n": 0, "purpose": None} == client.get("/plain/").json()
+    assert pg.current_purpose() is None
+
+
+def test_wrong_purpose_use_is_blocked_end_to_end(configured: pg.Policy) -> None:
+    client = Client()
+    assert {"id": 5} == client.get("/applicant/5/").json()
+    denied = client.get("/applicant/5/", **bag(sign_claim("marketing", KEY)))
+    assert (403, "purpose_violation") == (denied.status_code, denied.json()["error"])
+
+
+@pytest.mark.parametrize(
+    ("claim", "status", "reason"),
+    [("audit", 403, "untrusted"), ("y" * 700, 400, "oversized"), ("SIGN:tax", 403, "not_allowed")],
+)
+def test_bad_claims_get_json_errors_without_echo(
+    configured: pg.Policy, claim: str, status: int, reason: str
+) -> None:
+    if claim.startswith("SIGN:"):
+        claim = sign_claim(claim[5:], KEY)
+    response = Client().get("/echo/1/", **bag(claim))
+    assert (status, reason) == (response.status_code, response.json()["reason"])
+    assert claim not in response.content.decode()
+
+
+def test_sync_streaming_body_is_iterated_under_the_purpose(configured: pg.Policy) -> None:
+    response = Client().get("/stream/")
+    assert b"inquiry\ninquiry\ninquiry\n" == b"".join(response.streaming_content)
+
+
+async def test_async_client_routes_and_streams_under_the_purpose(configured: pg.Policy) -> None:
+    client = AsyncClient()
+    assert {"purpose": "inquiry"} == (await client.get("/async/")).json()
+    assert {"n": 3, "purpose": "audit"} == (
+        await client.get("/echo/3/", headers=abag(sign_claim("audit", KEY)))
+    ).json()
+    response = await client.get("/astream/")
+    body = b"".join([chunk async for chunk in response.streaming_content])
+    assert b"audit\naudit\naudit\n" == body
+    refused = await client.get("/echo/3/", headers=abag("audit"))
+    assert (403, "untrusted") == (refused.status_code, refused.json()["reason"])
+    assert pg.current_purpose() is None

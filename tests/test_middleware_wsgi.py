@@ -1,0 +1,172 @@
+"""The WSGI middleware: Flask under a real threaded werkzeug server, and a bare WSGI app."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+import requests
+from flask import Flask, Response, jsonify, stream_with_context
+from werkzeug.serving import make_server
+
+import purposeguard as pg
+from purposeguard import _config
+from purposeguard.middleware import HMACClaimVerifier, purposes, sign_claim
+from purposeguard.middleware.wsgi import PurposeWSGIMiddleware, init_flask
+
+KEY = "wsgi-test-key-0123456789"
+ECHO = ("recruitment", "audit", "inquiry")
+
+
+def make_app(holder: dict[str, Any]) -> Flask:
+    @pg.accessor(collected_for=("recruitment",))
+    def load_applicant(applicant_id: str) -> dict[str, str]:
+        return {"id": applicant_id}
+
+    holder["load"] = load_applicant  # reached through holder, cleared at teardown
+    app = Flask("wsgi_test")
+
+    @app.errorhandler(pg.PurposeViolation)
+    def _violation(exc: pg.PurposeViolation) -> tuple[Any, int]:
+        return jsonify(error="purpose_violation", reason=exc.reason), 403
+
+    @app.get("/echo/<int:n>")
+    def echo(n: int) -> Any:
+        return jsonify(n=n, purpose=pg.current_purpose())
+
+    @app.get("/applicant/<applicant_id>")
+    @purposes("recruitment.selection", "marketing")
+    def applicant(applicant_id: str) -> Any:
+        return jsonify(holder["load"](applicant_id))
+
+    @app.get("/stream")
+    @purposes("inquiry")
+    def stream() -> Response:
+        def chunks() -> Iterator[str]:
+            for _ in range(3):
+                yield f"{pg.current_purpose()}\n"
+
+        return Response(stream_with_context(chunks()), mimetype="text/plain")
+
+    @app.get("/open")
+    def open_route() -> Any:
+        return jsonify(purpose=pg.current_purpose())
+
+    init_flask(app, routes={"/echo/<int:n>": list(ECHO)}, verifier=HMACClaimVerifier(KEY))
+    return app
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    holder: dict[str, Any] = {}
+    srv = make_server("127.0.0.1", 0, make_app(holder), threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+    srv.server_close()
+    thread.join(10)
+    holder.clear()
+    gc.collect()  # the app's accessor must not outlive this module (guards are process-wide)
+    assert not any("load_applicant" in g.name for g in _config._guards)
+
+
+def test_concurrent_requests_with_mixed_purposes_show_no_cross_talk(
+    server: str, configured: pg.Policy
+) -> None:
+    claims = {p: sign_claim(p, KEY) for p in ECHO}
+
+    def one(i: int) -> tuple[str, dict[str, Any]]:
+        claimed = ECHO[i % 3]
+        with requests.get(
+            f"{server}/echo/{i}",
+            headers={"baggage": f"purposeguard.purpose={claims[claimed]}"},
+            timeout=30,
+        ) as response:
+            return claimed, response.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(150)))
+    assert [{"n": i, "purpose": ECHO[i % 3]} for i in range(150)] == [r for _, r in results]
+
+
+def test_flask_route_blocks_a_wrong_purpose_use_end_to_end(
+    server: str, configured: pg.Policy
+) -> None:
+    with httpx.Client(base_url=server) as client:
+        allowed = client.get("/applicant/7")
+        denied = client.get(
+            "/applicant/7", headers={"baggage": f"purposeguard.purpose={sign_claim('marketing', KEY)}"}
+        )
+    assert (200, {"id": "7"}) == (allowed.status_code, allowed.json())
+    assert (403, "purpose_violation") == (denied.status_code, denied.json()["error"])
+
+
+def test_streamed_body_is_iterated_under_the_route_purpose(
+    server: str, configured: pg.Policy
+) -> None:
+    with httpx.Client(base_url=server) as client:
+        assert "inquiry\ninquiry\ninquiry\n" == client.get("/stream").text
+
+
+@pytest.mark.parametrize(
+    ("claim", "status", "reason"),
+    [
+        ("audit", 403, "untrusted"),
+        ("x" * 600, 400, "oversized"),
+        ("%FF", 400, "malformed"),
+        ("SIGN:tax", 403, "not_allowed"),
+    ],
+)
+def test_bad_claims_are_refused_without_echo(
+    server: str, configured: pg.Policy, claim: str, status: int, reason: str
+) -> None:
+    if claim.startswith("SIGN:"):
+        claim = sign_claim(claim[5:], KEY)
+    with httpx.Client(base_url=server) as client:
+        response = client.get("/echo/1", headers={"baggage": f"purposeguard.purpose={claim}"})
+    assert (status, reason) == (response.status_code, response.json()["reason"])
+    assert claim not in response.text
+
+
+def test_undeclared_route_has_no_purpose(server: str, configured: pg.Policy) -> None:
+    with httpx.Client(base_url=server) as client:
+        assert {"purpose": None} == client.get("/open").json()
+
+
+def test_unknown_flask_rule_is_a_clear_error(configured: pg.Policy) -> None:
+    app = Flask("bad")
+    app.add_url_rule("/x", "x", lambda: "x")
+    init_flask(app, routes={"/y": "audit"})
+    with pytest.raises(pg.ConfigurationError, match="'/y' matches no Flask rule"):
+        app.test_client().get("/x")
+
+
+def test_bare_wsgi_app_routes_by_path_template(configured: pg.Policy) -> None:
+    seen: list[str | None] = []
+
+    def inner(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(pg.current_purpose())
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    app = PurposeWSGIMiddleware(
+        inner, routes={"/items/{id}": "inquiry", "POST /items/{id}": "audit"}, default="security"
+    )
+
+    def call(method: str, path: str) -> None:
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": None}
+        body = app(environ, lambda status, headers: None)
+        list(body)
+        body.close()  # type: ignore[attr-defined]
+
+    call("GET", "/items/3")
+    call("POST", "/items/3")
+    call("GET", "/other")
+    assert ["inquiry", "audit", "security"] == seen
+    assert pg.current_purpose() is None
