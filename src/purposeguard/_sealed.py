@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import sys
+import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any, Final, Literal, final
 
@@ -373,6 +375,15 @@ def dump_sealed(value: Any, handler: Callable[[Any], Any]) -> Any:
     return handler(value)
 
 
+class _Pending(threading.local):
+    violation: PurposeViolation | None = None
+
+
+#: the violation a dump raised last in this thread: pydantic wraps it (in JSON mode without a
+#: ``__cause__``), and GuardedModel's dump methods raise it as itself
+pending = _Pending()
+
+
 def _dump_slow(value: Sealed, handler: Callable[[Any], Any]) -> Any:
     raw = _get()
     inner: Any = value
@@ -380,8 +391,9 @@ def _dump_slow(value: Sealed, handler: Callable[[Any], Any]) -> Any:
         guard = inner._f
         try:
             admit(guard, inner._r, raw, "dump")
-        except PurposeViolation:
+        except PurposeViolation as exc:
             if guard.on_denied == "raise":
+                pending.violation = exc
                 raise
             return None  # redact (omit is decided earlier, by exclude_sealed)
         inner = inner._v
@@ -428,6 +440,18 @@ def _codes() -> dict[CodeType, str]:
 
 _CHANNEL_CODES = _codes()
 _GENERATED = {"__eq__": "eq", "__hash__": "hash", "__repr__": "repr", "__getstate__": "pickle"}
+_PYDANTIC_DUMPS = frozenset(
+    {"dump_python", "dump_json", "model_dump", "model_dump_json", "to_python", "to_json"}
+)
+
+
+def _pydantic_dir() -> str:
+    import pydantic
+
+    return str(Path(pydantic.__file__).resolve().parent)
+
+
+_PYDANTIC_DIR = _pydantic_dir()
 
 
 def channel_of(frame: FrameType | None) -> str:
@@ -440,6 +464,8 @@ def channel_of(frame: FrameType | None) -> str:
         return known
     if code.co_filename == "<string>":  # methods dataclasses generates
         return _GENERATED.get(code.co_name, "attribute")
+    if code.co_name in _PYDANTIC_DUMPS and code.co_filename.startswith(_PYDANTIC_DIR):
+        return "dump"  # pydantic serializing a dataclass reads its attributes
     return "attribute"
 
 

@@ -10,6 +10,7 @@ pickling cannot reach it around the check. See docs/models.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import typing
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,6 +40,7 @@ from ._sealed import (
     exclude_sealed,
     make_meta,
     open_sealed,
+    pending,
     seal,
 )
 from .exceptions import ConfigurationError, PolicyError, PurposeViolation
@@ -444,10 +446,15 @@ class GuardedModel(BaseModel):
 
 def _violation_of(exc: PydanticSerializationError) -> BaseException:
     """pydantic wraps what a serializer raises; a violation is raised as itself."""
+    stashed, pending.violation = pending.violation, None
     cause = exc.__cause__
     while cause is not None and not isinstance(cause, PurposeViolation):
         cause = cause.__cause__
-    return cause if cause is not None else exc
+    if cause is not None:
+        return cause
+    if stashed is not None and str(stashed) in str(exc):
+        return stashed
+    return exc
 
 
 def _field_default(info: Any) -> Any:
@@ -546,7 +553,8 @@ class _DataclassField:
         return value
 
     def __set__(self, obj: Any, value: Any) -> None:
-        sealed = seal(self.guard, value, None)
+        layout: _Layout = type(obj).__purposeguard_layout__
+        sealed = seal(self.guard, value, layout.meta(obj))
         if self.member is not None:
             self.member.__set__(obj, sealed)
         else:
@@ -594,14 +602,19 @@ def guarded(
     ``slots=True`` dataclasses. Raises ConfigurationError if ``cls`` is not a dataclass.
     """
 
+    frame = sys._getframe(1)
+    localns = dict(frame.f_locals) if frame.f_code.co_name != "<module>" else None
+
     def decorate(klass: C) -> C:
-        _instrument_dataclass(klass, on_denied, pickle)
+        _instrument_dataclass(klass, on_denied, pickle, localns)
         return klass
 
     return decorate if cls is None else decorate(cls)
 
 
-def _instrument_dataclass(cls: type, on_denied: OnDenied, pickle: PickleMode) -> None:
+def _instrument_dataclass(
+    cls: type, on_denied: OnDenied, pickle: PickleMode, localns: dict[str, Any] | None
+) -> None:
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         raise ConfigurationError(
             f"@pg.guarded takes a dataclass, not {cls!r}: put it above @dataclass "
@@ -613,7 +626,7 @@ def _instrument_dataclass(cls: type, on_denied: OnDenied, pickle: PickleMode) ->
     module = sys.modules.get(cls.__module__)
     try:
         hints = typing.get_type_hints(
-            cls, globalns=vars(module) if module else None, include_extras=True
+            cls, globalns=vars(module) if module else None, localns=localns, include_extras=True
         )
     except NameError as exc:
         raise ConfigurationError(
@@ -647,6 +660,15 @@ def _instrument_dataclass(cls: type, on_denied: OnDenied, pickle: PickleMode) ->
     binder = _ClassBinder(path, (f.name for f in fields), guards)
     _config.register(binder)
     cls.__purposeguard_binder__ = binder  # type: ignore[attr-defined]
+    if guards and (consent is not None or subject is not None):
+        original_init = cls.__init__
+
+        @functools.wraps(original_init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original_init(self, *args, **kwargs)
+            _reseal_dataclass(self)  # the seals carry the record's consent and subject
+
+        setattr(cls, "__init__", __init__)  # noqa: B010
     if guards and cls.__dataclass_params__.repr:  # type: ignore[attr-defined]
         setattr(cls, "__repr__", _dataclass_repr)  # noqa: B010
     if slotted and guards:
@@ -663,6 +685,16 @@ def _instrument_dataclass(cls: type, on_denied: OnDenied, pickle: PickleMode) ->
 
         setattr(cls, "__getstate__", __getstate__)  # noqa: B010
         setattr(cls, "__setstate__", __setstate__)  # noqa: B010
+
+
+def _reseal_dataclass(obj: Any) -> None:
+    layout: _Layout = type(obj).__purposeguard_layout__
+    meta = layout.meta(obj)
+    for name, descriptor in ((n, type(obj).__dict__.get(n)) for n in layout.guards):
+        if isinstance(descriptor, _DataclassField):
+            stored = layout.stored(obj, name)
+            if type(stored) is Sealed and stored._r != meta:
+                descriptor.__set__(obj, stored)
 
 
 def _slot_get(member: Any, obj: Any) -> Any:
