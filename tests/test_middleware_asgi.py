@@ -243,7 +243,9 @@ def test_purpose_is_reset_when_the_request_ends(
     with httpx.Client(base_url=url) as client:
         for path in ("/echo/1", "/applicant/1", "/stream", "/dep", "/open"):
             client.get(path)
-    assert [None] * 5 == seen["after"]
+    # the probe runs after the body is sent, so a request of an earlier test may land here too
+    assert len(seen["after"]) >= 5
+    assert {None} == set(seen["after"])
 
 
 def test_streaming_response_runs_under_the_route_purpose_to_the_last_chunk(
