@@ -410,6 +410,8 @@ def exclude_sealed(value: Any) -> bool:
     while type(inner) is Sealed:
         guard = inner._f
         if denied_mode(guard, inner._r, raw) == "enforce":
+            if guard.is_default(inner._v):
+                return True  # the class's public default, not the subject's data: no record
             try:
                 admit(guard, inner._r, raw, "dump")
             except PurposeViolation:
