@@ -29,6 +29,7 @@ from purposeguard.cli._render import (
     violations_table,
 )
 from purposeguard.cli._verify import verify_log
+from purposeguard.cli.records import purposes, records
 from purposeguard.sinks.audit import resolve_key
 
 __all__ = ["cli"]
@@ -317,7 +318,6 @@ def demo() -> None:
     raise SystemExit(demo_main())
 
 
-@cli.group(hidden=True, invoke_without_command=True)
-def records() -> None:
-    """Reserved for data-subject request records (not available yet)."""
-    _fail("'purposeguard records' is reserved and not available in this version")
+# Data-subject requests live in their own module (cli/records.py).
+cli.add_command(records)
+cli.add_command(purposes)
