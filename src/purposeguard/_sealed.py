@@ -308,9 +308,11 @@ class Sealed:
             # pydantic's exclude_defaults compares a value with its field's default: the default
             # is public, and a non-default value is told apart from it without being read
             return bool(self._v == other)
-        mine = open_sealed(self, "eq")
-        theirs = open_sealed(other, "eq") if type(other) is Sealed else other
-        return bool(mine == theirs)
+        # one expression: an opened value is never a frame local while the other is checked
+        return bool(
+            open_sealed(self, "eq")
+            == (open_sealed(other, "eq") if type(other) is Sealed else other)
+        )
 
     def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
