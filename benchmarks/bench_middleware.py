@@ -120,6 +120,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         },
     ]
 
+
 if __name__ == "__main__":
     for row in run(quick=False):
         print(row)

@@ -218,7 +218,7 @@ def test_response_serialization_runs_under_the_route_purpose(
     url, _ = server
     with httpx.Client(base_url=url) as client:
         body = client.get("/model").json()
-    assert "inquiry" == body["serialized_under"]
+    assert body["serialized_under"] == "inquiry"
 
 
 def test_route_declared_purpose_blocks_a_wrong_purpose_use_end_to_end(
@@ -228,11 +228,11 @@ def test_route_declared_purpose_blocks_a_wrong_purpose_use_end_to_end(
     with httpx.Client(base_url=url) as client:
         allowed = client.get("/applicant/7")
         denied = client.get("/applicant/7", headers=baggage(sign_claim("marketing", KEY)))
-    assert (200, "7") == (allowed.status_code, allowed.json()["id"])
-    assert (403, {"error": "purpose_violation", "reason": "not_allowed"}) == (
+    assert (allowed.status_code, allowed.json()["id"]) == (200, "7")
+    assert (
         denied.status_code,
         denied.json(),
-    )
+    ) == (403, {"error": "purpose_violation", "reason": "not_allowed"})
 
 
 def test_purpose_is_reset_when_the_request_ends(
@@ -254,7 +254,7 @@ def test_streaming_response_runs_under_the_route_purpose_to_the_last_chunk(
     url, _ = server
     with httpx.Client(base_url=url) as client, client.stream("GET", "/stream") as response:
         lines = list(response.iter_lines())
-    assert ["inquiry"] * 5 == lines
+    assert lines == ["inquiry"] * 5
 
 
 def test_background_tasks_run_under_the_request_purpose(
@@ -267,7 +267,7 @@ def test_background_tasks_run_under_the_request_purpose(
     deadline = time.monotonic() + 5
     while not seen["background"] and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert ["audit"] == seen["background"]
+    assert seen["background"] == ["audit"]
 
 
 def test_dependency_declares_purpose_and_accepts_only_its_own(
@@ -278,9 +278,9 @@ def test_dependency_declares_purpose_and_accepts_only_its_own(
         plain = client.get("/dep")
         picked = client.get("/dep", headers=baggage(sign_claim("audit", KEY)))
         refused = client.get("/dep", headers=baggage(sign_claim("recruitment", KEY)))
-    assert {"purpose": "inquiry"} == plain.json()
-    assert {"purpose": "audit"} == picked.json()
-    assert (403, "not_allowed") == (refused.status_code, refused.json()["detail"]["reason"])
+    assert plain.json() == {"purpose": "inquiry"}
+    assert picked.json() == {"purpose": "audit"}
+    assert (refused.status_code, refused.json()["detail"]["reason"]) == (403, "not_allowed")
 
 
 def test_undeclared_route_runs_without_purpose_and_ignores_claims(
@@ -289,7 +289,7 @@ def test_undeclared_route_runs_without_purpose_and_ignores_claims(
     url, _ = server
     with httpx.Client(base_url=url) as client:
         response = client.get("/open", headers=baggage(sign_claim("audit", KEY)))
-    assert {"purpose": None} == response.json()
+    assert response.json() == {"purpose": None}
 
 
 @pytest.mark.parametrize(
@@ -325,7 +325,9 @@ def test_bad_claims_are_refused_recorded_and_never_echoed(
             claimed = value.split("SIGNED:")[1].split(",")[0]
             body = f"v1:{claimed}:{int(time.time())}"
             sig = base64.urlsafe_b64encode(hmac.new(KEY, body.encode(), hashlib.sha256).digest())
-            headers[name] = value.replace(f"SIGNED:{claimed}", f"{body}:{sig.rstrip(b'=').decode()}")
+            headers[name] = value.replace(
+                f"SIGNED:{claimed}", f"{body}:{sig.rstrip(b'=').decode()}"
+            )
     with httpx.Client(base_url=url) as client:
         response = client.get("/echo/1", headers=headers)
     assert (status, reason) == (response.status_code, response.json()["reason"])
@@ -340,7 +342,9 @@ def test_bad_claims_are_refused_recorded_and_never_echoed(
         assert raw not in str(records)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     claim=st.text(
         alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=700
@@ -409,13 +413,11 @@ def test_websocket_route_declares_purpose_and_refuses_bad_claims(
 ) -> None:
     app = fresh_app
     ok = asyncio.run(_websocket(app, []))
-    refused = asyncio.run(
-        _websocket(app, [(b"baggage", b"purposeguard.purpose=inquiry")])
-    )
-    assert ["websocket.accept", "websocket.send", "websocket.close"] == [m["type"] for m in ok]
-    assert "inquiry" == ok[1]["text"]
-    assert [{"type": "websocket.close", "code": 1008,
-             "reason": "purpose_claim_rejected:untrusted"}] == refused  # fmt: skip
+    refused = asyncio.run(_websocket(app, [(b"baggage", b"purposeguard.purpose=inquiry")]))
+    assert [m["type"] for m in ok] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert ok[1]["text"] == "inquiry"
+    assert refused == [{"type": "websocket.close", "code": 1008,
+             "reason": "purpose_claim_rejected:untrusted"}]  # fmt: skip
 
 
 async def _lifespan(app: Any) -> dict[str, Any]:
@@ -436,7 +438,7 @@ def test_lifespan_startup_fails_on_a_route_the_app_does_not_have() -> None:
     app = FastAPI()
     app.add_middleware(PurposeMiddleware, routes={"/nope": "audit"})
     first = asyncio.run(_lifespan(app))
-    assert "lifespan.startup.failed" == first["type"]
+    assert first["type"] == "lifespan.startup.failed"
     assert "'/nope' matches no route" in first["message"]
 
 
@@ -451,7 +453,7 @@ def test_lifespan_startup_fails_on_a_purpose_the_policy_does_not_declare(
 
     app.add_middleware(PurposeMiddleware)
     first = asyncio.run(_lifespan(app))
-    assert "lifespan.startup.failed" == first["type"]
+    assert first["type"] == "lifespan.startup.failed"
     assert "'payroll'" in first["message"]
 
 

@@ -117,20 +117,21 @@ def test_sync_routes_run_under_their_purpose_and_claims_pick_among_them(
     configured: pg.Policy,
 ) -> None:
     client = Client()
-    assert {"n": 1, "purpose": "recruitment"} == client.get("/echo/1/").json()
-    assert {"n": 2, "purpose": "audit"} == client.get(
-        "/echo/2/", **bag(sign_claim("audit", KEY))
-    ).json()
-    assert {"purpose": "security"} == client.get("/open/").json()  # by URL name
-    assert {"n": 0, "purpose": None} == client.get("/plain/").json()
+    assert client.get("/echo/1/").json() == {"n": 1, "purpose": "recruitment"}
+    assert client.get("/echo/2/", **bag(sign_claim("audit", KEY))).json() == {
+        "n": 2,
+        "purpose": "audit",
+    }
+    assert client.get("/open/").json() == {"purpose": "security"}  # by URL name
+    assert client.get("/plain/").json() == {"n": 0, "purpose": None}
     assert pg.current_purpose() is None
 
 
 def test_wrong_purpose_use_is_blocked_end_to_end(configured: pg.Policy) -> None:
     client = Client()
-    assert {"id": 5} == client.get("/applicant/5/").json()
+    assert client.get("/applicant/5/").json() == {"id": 5}
     denied = client.get("/applicant/5/", **bag(sign_claim("marketing", KEY)))
-    assert (403, "purpose_violation") == (denied.status_code, denied.json()["error"])
+    assert (denied.status_code, denied.json()["error"]) == (403, "purpose_violation")
 
 
 @pytest.mark.parametrize(
@@ -149,18 +150,19 @@ def test_bad_claims_get_json_errors_without_echo(
 
 def test_sync_streaming_body_is_iterated_under_the_purpose(configured: pg.Policy) -> None:
     response = Client().get("/stream/")
-    assert b"inquiry\ninquiry\ninquiry\n" == b"".join(response.streaming_content)
+    assert b"".join(response.streaming_content) == b"inquiry\ninquiry\ninquiry\n"
 
 
 async def test_async_client_routes_and_streams_under_the_purpose(configured: pg.Policy) -> None:
     client = AsyncClient()
-    assert {"purpose": "inquiry"} == (await client.get("/async/")).json()
-    assert {"n": 3, "purpose": "audit"} == (
-        await client.get("/echo/3/", headers=abag(sign_claim("audit", KEY)))
-    ).json()
+    assert (await client.get("/async/")).json() == {"purpose": "inquiry"}
+    assert (await client.get("/echo/3/", headers=abag(sign_claim("audit", KEY)))).json() == {
+        "n": 3,
+        "purpose": "audit",
+    }
     response = await client.get("/astream/")
     body = b"".join([chunk async for chunk in response.streaming_content])
-    assert b"audit\naudit\naudit\n" == body
+    assert body == b"audit\naudit\naudit\n"
     refused = await client.get("/echo/3/", headers=abag("audit"))
-    assert (403, "untrusted") == (refused.status_code, refused.json()["reason"])
+    assert (refused.status_code, refused.json()["reason"]) == (403, "untrusted")
     assert pg.current_purpose() is None

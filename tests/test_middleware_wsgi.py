@@ -101,17 +101,18 @@ def test_flask_route_blocks_a_wrong_purpose_use_end_to_end(
     with httpx.Client(base_url=server) as client:
         allowed = client.get("/applicant/7")
         denied = client.get(
-            "/applicant/7", headers={"baggage": f"purposeguard.purpose={sign_claim('marketing', KEY)}"}
+            "/applicant/7",
+            headers={"baggage": f"purposeguard.purpose={sign_claim('marketing', KEY)}"},
         )
-    assert (200, {"id": "7"}) == (allowed.status_code, allowed.json())
-    assert (403, "purpose_violation") == (denied.status_code, denied.json()["error"])
+    assert (allowed.status_code, allowed.json()) == (200, {"id": "7"})
+    assert (denied.status_code, denied.json()["error"]) == (403, "purpose_violation")
 
 
 def test_streamed_body_is_iterated_under_the_route_purpose(
     server: str, configured: pg.Policy
 ) -> None:
     with httpx.Client(base_url=server) as client:
-        assert "inquiry\ninquiry\ninquiry\n" == client.get("/stream").text
+        assert client.get("/stream").text == "inquiry\ninquiry\ninquiry\n"
 
 
 @pytest.mark.parametrize(
@@ -136,7 +137,7 @@ def test_bad_claims_are_refused_without_echo(
 
 def test_undeclared_route_has_no_purpose(server: str, configured: pg.Policy) -> None:
     with httpx.Client(base_url=server) as client:
-        assert {"purpose": None} == client.get("/open").json()
+        assert client.get("/open").json() == {"purpose": None}
 
 
 def test_unknown_flask_rule_is_a_clear_error(configured: pg.Policy) -> None:
@@ -168,5 +169,5 @@ def test_bare_wsgi_app_routes_by_path_template(configured: pg.Policy) -> None:
     call("GET", "/items/3")
     call("POST", "/items/3")
     call("GET", "/other")
-    assert ["inquiry", "audit", "security"] == seen
+    assert seen == ["inquiry", "audit", "security"]
     assert pg.current_purpose() is None

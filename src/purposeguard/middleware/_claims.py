@@ -418,13 +418,17 @@ class ClaimReader:
             return found
         source, claim = found
         if self.verifier is None:
-            return route.default if self.untrusted == "ignore" else _reject("untrusted", source, claim)
+            return (
+                route.default if self.untrusted == "ignore" else _reject("untrusted", source, claim)
+            )
         try:
             vouched = self.verifier(claim, caller())
         except Exception:  # a failing verifier vouches for nobody; it must not become a 500
             vouched = None
         if vouched is None:
-            return route.default if self.untrusted == "ignore" else _reject("untrusted", source, claim)
+            return (
+                route.default if self.untrusted == "ignore" else _reject("untrusted", source, claim)
+            )
         if not is_purpose_id(vouched):
             return _reject("malformed", source, claim)
         compiled = _config.state.compiled

@@ -102,9 +102,7 @@ class _PurposeRoute:
             await self.app(scope, receive, send)
             return
         reader: ClaimReader = scope.get(READER_KEY) or _NO_CLAIMS
-        outcome = reader.decide(
-            decl, _claim_headers(scope, reader.names), lambda: _caller(scope)
-        )
+        outcome = reader.decide(decl, _claim_headers(scope, reader.names), lambda: _caller(scope))
         if isinstance(outcome, Rejection):
             outcome.record(self.label, "asgi")
             await _refuse(outcome, scope, send)

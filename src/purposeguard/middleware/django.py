@@ -147,7 +147,9 @@ class PurposeGuardMiddleware:
             header=options.get("claim_header"),
             baggage=options.get("baggage", True),
             untrusted=options.get("untrusted", "reject"),
-            **({"max_length": options["max_claim_length"]} if "max_claim_length" in options else {}),
+            **(
+                {"max_length": options["max_claim_length"]} if "max_claim_length" in options else {}
+            ),
         )
         default = options.get("default")
         self._default = None if default is None else RoutePurposes.of(default, "default").default

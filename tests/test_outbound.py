@@ -1,0 +1,98 @@
+"""The outbound helper: purpose baggage only to internal destinations."""
+
+from __future__ import annotations
+
+import httpx
+import requests
+from opentelemetry import baggage, context, propagate
+
+import purposeguard as pg
+from purposeguard.middleware import HMACClaimVerifier, sign_claim
+from purposeguard.outbound import Outbound, StripPurposePropagator
+
+KEY = "outbound-test-key-0123456789"
+
+
+def sent_headers(out: Outbound, url: str) -> httpx.Headers:
+    seen: list[httpx.Headers] = []
+    transport = httpx.MockTransport(lambda r: seen.append(r.headers) or httpx.Response(200))
+    hooks = out.httpx_hooks()
+    with httpx.Client(transport=transport, event_hooks=hooks) as client:  # type: ignore[arg-type]
+        client.get(url, headers={"baggage": "a=1,purposeguard.purpose=forged"})
+    return seen[0]
+
+
+def test_purpose_goes_to_internal_destinations_only(configured: pg.Policy) -> None:
+    out = Outbound(internal=["*.svc.cluster.local", "billing:8080"])
+    with pg.purpose("audit"):
+        internal = sent_headers(out, "http://hr.svc.cluster.local/x")
+        port_ok = sent_headers(out, "http://billing:8080/x")
+        wrong_port = sent_headers(out, "http://billing:9090/x")
+        external = sent_headers(out, "https://partner.example.com/x")
+    assert internal["baggage"] == "a=1,purposeguard.purpose=audit"
+    assert port_ok["baggage"] == "a=1,purposeguard.purpose=audit"
+    assert "a=1" == wrong_port["baggage"] == external["baggage"]
+
+
+def test_no_active_purpose_sends_none(configured: pg.Policy) -> None:
+    out = Outbound(internal=["internal"])
+    assert sent_headers(out, "http://internal/")["baggage"] == "a=1"
+
+
+def test_signed_claim_verifies_on_the_receiving_side(configured: pg.Policy) -> None:
+    out = Outbound(internal=["internal"], key=KEY)
+    with pg.purpose("inquiry"):
+        value = sent_headers(out, "http://internal/")["baggage"].split("purposeguard.purpose=")[1]
+    from urllib.parse import unquote
+
+    from purposeguard.middleware import Caller
+
+    assert HMACClaimVerifier(KEY)(unquote(value), Caller({})) == "inquiry"
+    assert sign_claim("inquiry", KEY).startswith("v1:inquiry:")
+
+
+def test_requests_adapter_strips_for_external_and_sets_for_internal(configured: pg.Policy) -> None:
+    out = Outbound(internal=["internal"], claim_header="x-purpose")
+    prepared = []
+    for url in ("http://internal/a", "http://external/a"):
+        req = requests.Request("GET", url, headers={"x-purpose": "forged"}).prepare()
+        with pg.purpose("audit"):
+            out.apply(req.headers, req.url)
+        prepared.append(dict(req.headers))
+    assert prepared[0] == {"baggage": "purposeguard.purpose=audit", "x-purpose": "audit"}
+    assert prepared[1] == {}
+    session = out.requests_session()
+    assert type(session.get_adapter("https://x")).__name__ == "PurposeAdapter"
+    session.close()
+
+
+def test_otel_propagator_keeps_the_purpose_out_of_baggage(configured: pg.Policy) -> None:
+    ctx = baggage.set_baggage("purposeguard.purpose", "audit")
+    ctx = baggage.set_baggage("tenant", "t1", ctx)
+    carrier: dict[str, str] = {}
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    prop = CompositePropagator([W3CBaggagePropagator(), StripPurposePropagator()])
+    prop.inject(carrier, context=ctx)
+    assert carrier["baggage"] == "tenant=t1"
+    extracted = prop.extract({"baggage": "purposeguard.purpose=audit,tenant=t1"})
+    assert baggage.get_baggage("purposeguard.purpose", extracted) is None
+    assert baggage.get_baggage("tenant", extracted) == "t1"
+
+
+def test_inject_runs_the_app_propagators_then_applies_the_rule(configured: pg.Policy) -> None:
+    out = Outbound(internal=["internal"])
+    token = context.attach(baggage.set_baggage("purposeguard.purpose", "marketing"))
+    try:
+        with pg.purpose("audit"):
+            internal: dict[str, str] = {}
+            external: dict[str, str] = {}
+            out.inject(internal, "http://internal/")
+            out.inject(external, "http://external/")
+    finally:
+        context.detach(token)
+    assert internal["baggage"].endswith("purposeguard.purpose=audit")
+    assert "marketing" not in internal["baggage"]
+    assert "purposeguard" not in external.get("baggage", "")
+    assert propagate.get_global_textmap() is not None
