@@ -18,4 +18,5 @@ def test_example_blocks_a_wrong_purpose_use(script: str) -> None:
         [sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "403 {" in done.stdout and "purpose_violation" in done.stdout
+    assert "403 {" in done.stdout
+    assert "purpose_violation" in done.stdout
