@@ -243,7 +243,10 @@ def test_purpose_is_reset_when_the_request_ends(
     with httpx.Client(base_url=url) as client:
         for path in ("/echo/1", "/applicant/1", "/stream", "/dep", "/open"):
             client.get(path)
-    # the probe runs after the body is sent, so a request of an earlier test may land here too
+    # the probe runs after the body is sent: wait for it; an earlier test's request may land too
+    deadline = time.monotonic() + 5
+    while len(seen["after"]) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert len(seen["after"]) >= 5
     assert {None} == set(seen["after"])
 
