@@ -17,9 +17,10 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from . import _config
@@ -98,7 +99,7 @@ class SubjectStatus:
     """
 
     consented_purposes: frozenset[str] = frozenset()
-    consented_recipients: dict[str, str] | None = None  # recipient → consent ref
+    consented_recipients: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     withdrawn_purposes: frozenset[str] = frozenset()
     withdrawn_recipients: frozenset[str] = frozenset()
     suspended_use: frozenset[str] = frozenset()
@@ -123,7 +124,7 @@ class SubjectStatus:
         return None
 
     def consent_for_recipient(self, recipient: str) -> str | None:
-        return (self.consented_recipients or {}).get(recipient)
+        return self.consented_recipients.get(recipient)
 
     def provision_suspended(self, recipient: str) -> bool:
         return ALL in self.suspended_provision or recipient in self.suspended_provision
@@ -131,7 +132,7 @@ class SubjectStatus:
     def to_json(self) -> dict[str, Any]:
         return {
             "consented_purposes": sorted(self.consented_purposes),
-            "consented_recipients": sorted(self.consented_recipients or {}),
+            "consented_recipients": sorted(self.consented_recipients),
             "withdrawn_purposes": sorted(self.withdrawn_purposes),
             "withdrawn_recipients": sorted(self.withdrawn_recipients),
             "suspended_use": sorted(self.suspended_use),
@@ -273,7 +274,7 @@ class Registry:
             (use if s.scope == "use" else provision).add(s.target)
         status = SubjectStatus(
             frozenset(purposes),
-            recipients,
+            MappingProxyType(recipients),
             frozenset(withdrawn_p - purposes),
             frozenset(withdrawn_r - recipients.keys()),
             frozenset(use),
