@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from types import CodeType, FrameType
-from typing import Any, Final, Literal, final
+from typing import Any, Final, Literal
 
 from . import _config
 from ._compile import CompiledPolicy, Tag
@@ -273,7 +273,7 @@ def open_sealed(value: Sealed, channel: str) -> Any:
     """The value inside ``value`` (and inside any seal within it), each seal checked."""
     raw = _get()
     inner: Any = value
-    while type(inner) is Sealed:
+    while isinstance(inner, Sealed):
         guard = inner._f
         if not (raw in guard.allowed and _unrestricted()):
             admit(guard, inner._r, raw, channel)
@@ -281,7 +281,6 @@ def open_sealed(value: Sealed, channel: str) -> Any:
     return inner
 
 
-@final
 class Sealed:
     """A guarded value at rest. Its ``repr`` is redacted; ``==`` and ``hash`` are guarded reads;
     it refuses pickling unless its model allows it; copies stay sealed."""
@@ -304,14 +303,14 @@ class Sealed:
     def __eq__(self, other: object) -> bool:
         if other is self:
             return True
-        if type(other) is not Sealed and self._f.is_default(other):
+        if not isinstance(other, Sealed) and self._f.is_default(other):
             # pydantic's exclude_defaults compares a value with its field's default: the default
             # is public, and a non-default value is told apart from it without being read
             return bool(self._v == other)
         # one expression: an opened value is never a frame local while the other is checked
         return bool(
             open_sealed(self, "eq")
-            == (open_sealed(other, "eq") if type(other) is Sealed else other)
+            == (open_sealed(other, "eq") if isinstance(other, Sealed) else other)
         )
 
     def __ne__(self, other: object) -> bool:
@@ -357,24 +356,33 @@ def seal(guard: FieldGuard, value: Any, meta: Meta | None) -> Any:
     ``exclude_none`` must still see it); a value sealed for another field keeps that seal too."""
     if value is None:
         return None
-    if type(value) is Sealed and value._f is guard:
+    if isinstance(value, Sealed) and value._f is guard:
         if value._r is meta or value._r == meta:
             return value
-        return Sealed(value._v, guard, meta)
+        return type(value)(value._v, guard, meta)
+    if isinstance(value, Sealed):
+        return _Resealed(value, guard, meta)
     return Sealed(value, guard, meta)
+
+
+class _Resealed(Sealed):
+    """A value sealed for another field, sealed again for this one: both must allow a use.
+    Its own type keeps it off the fast paths, which test ``type(value) is Sealed``."""
+
+    __slots__ = ()
 
 
 # --- dumps ---------------------------------------------------------------------------------------
 
 
-def dump_sealed(value: Any, handler: Callable[[Any], Any]) -> Any:
-    """pydantic wrap serializer for a guarded field: the purpose comes from the context only."""
-    if type(value) is Sealed:
-        inner = value._v
-        if _get() in value._f.allowed and type(inner) is not Sealed and _unrestricted():
-            return handler(inner)
-        return _dump_slow(value, handler)
-    return handler(value)
+def dump_sealed(value: Any) -> Any:
+    """pydantic serializer for a guarded field: the value, after the check; the purpose comes
+    from the purpose context only."""
+    if type(value) is Sealed and _get() in value._f.allowed:
+        registry = _state.registry
+        if registry is None or not registry.restricted:
+            return value._v
+    return _dump_slow(value)
 
 
 class _Pending(threading.local):
@@ -386,10 +394,10 @@ class _Pending(threading.local):
 pending = _Pending()
 
 
-def _dump_slow(value: Sealed, handler: Callable[[Any], Any]) -> Any:
+def _dump_slow(value: Any) -> Any:
     raw = _get()
     inner: Any = value
-    while type(inner) is Sealed:
+    while isinstance(inner, Sealed):
         guard = inner._f
         try:
             admit(guard, inner._r, raw, "dump")
@@ -399,17 +407,17 @@ def _dump_slow(value: Sealed, handler: Callable[[Any], Any]) -> Any:
                 raise
             return None  # redact (omit is decided earlier, by exclude_sealed)
         inner = inner._v
-    return handler(inner)
+    return inner
 
 
 def exclude_sealed(value: Any) -> bool:
     """pydantic ``exclude_if`` for models that omit denied fields: True (leave the field out,
     recording the violation) iff the use is denied in enforce mode."""
-    if type(value) is not Sealed:
+    if not isinstance(value, Sealed):
         return False
     raw = _get()
     inner: Any = value
-    while type(inner) is Sealed:
+    while isinstance(inner, Sealed):
         guard = inner._f
         if denied_mode(guard, inner._r, raw) == "enforce":
             if guard.is_default(inner._v):

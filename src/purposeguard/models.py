@@ -112,13 +112,12 @@ class CollectedFor:
 
 
 def _sealing_schema(inner: core_schema.CoreSchema) -> core_schema.CoreSchema:
-    """``inner`` with a serializer that opens a sealed value only after the purpose check."""
-    plain = {k: v for k, v in inner.items() if k != "serialization"}
+    """``inner`` with a serializer that opens a sealed value only after the purpose check; the
+    opened value is then serialized by ``inner`` (``None`` when a denied field is redacted)."""
     return {
         **inner,
-        "serialization": core_schema.wrap_serializer_function_ser_schema(
-            dump_sealed,
-            schema=plain,
+        "serialization": core_schema.plain_serializer_function_ser_schema(
+            dump_sealed, return_schema=core_schema.nullable_schema(inner)
         ),
     }
 
@@ -217,9 +216,9 @@ class _Layout:
             return None
         consent = self.stored(obj, self.consent) if self.consent else None
         subject = self.stored(obj, self.subject) if self.subject else None
-        while type(consent) is Sealed:
+        while isinstance(consent, Sealed):
             consent = consent._v
-        while type(subject) is Sealed:
+        while isinstance(subject, Sealed):
             subject = subject._v
         return make_meta(consent, subject)
 
@@ -334,24 +333,25 @@ class _ModelField:
         self.guard = guard
 
     def __get__(self, obj: Any, owner: Any = None) -> Any:
-        if obj is None:
-            raise AttributeError(self.name)  # pydantic must not see a class-level default
         try:
             value = obj.__dict__[self.name]
-        except KeyError:
-            raise AttributeError(
-                f"{type(obj).__name__!r} object has no attribute {self.name!r}"
-            ) from None
+        except (AttributeError, KeyError):
+            return self._missing(obj)
         guard = self.guard
-        registry = _state.registry
-        if _get() in guard.allowed and (registry is None or not registry.restricted):
-            if type(value) is not Sealed:
-                return value
-            if value._f is guard:
-                inner = value._v
-                if type(inner) is not Sealed:
-                    return inner
+        if _get() in guard.allowed:
+            registry = _state.registry
+            if registry is None or not registry.restricted:
+                if type(value) is Sealed:
+                    if value._f is guard:
+                        return value._v
+                elif value is None:
+                    return None
         return _read(obj, guard, value, "attribute")
+
+    def _missing(self, obj: Any) -> Any:
+        if obj is None:
+            raise AttributeError(self.name)  # pydantic must not see a class-level default
+        raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}")
 
     def __set__(self, obj: Any, value: Any) -> None:  # object.__setattr__ lands here
         layout: _Layout = type(obj).__purposeguard_layout__
@@ -361,10 +361,10 @@ class _ModelField:
 def _read(obj: Any, guard: FieldGuard, value: Any, channel: str) -> Any:
     layout: _Layout = type(obj).__purposeguard_layout__
     admit(guard, layout.meta(obj), _get(), channel)
-    if type(value) is Sealed:
+    if isinstance(value, Sealed):
         if value._f is guard:
             value = value._v
-        return open_sealed(value, channel) if type(value) is Sealed else value
+        return open_sealed(value, channel) if isinstance(value, Sealed) else value
     return value
 
 
@@ -377,6 +377,10 @@ def _seal_record(obj: Any) -> None:
     for name, guard in layout.guards.items():
         if name in stored:
             stored[name] = seal(guard, stored[name], meta)
+
+
+_base_dump = BaseModel.model_dump
+_base_dump_json = BaseModel.model_dump_json
 
 
 class GuardedModel(BaseModel):
@@ -427,13 +431,13 @@ class GuardedModel(BaseModel):
 
     def model_dump(self, **kwargs: Any) -> dict[str, Any]:
         try:
-            return super().model_dump(**kwargs)
+            return _base_dump(self, **kwargs)
         except PydanticSerializationError as exc:
             raise _violation_of(exc) from None
 
     def model_dump_json(self, **kwargs: Any) -> str:
         try:
-            return super().model_dump_json(**kwargs)
+            return _base_dump_json(self, **kwargs)
         except PydanticSerializationError as exc:
             raise _violation_of(exc) from None
 
@@ -533,23 +537,23 @@ class _DataclassField:
             return self
         value = self._stored(obj)
         guard = self.guard
-        registry = _state.registry
-        if _get() in guard.allowed and (registry is None or not registry.restricted):
-            if type(value) is not Sealed:
-                return value
-            if value._f is guard:
-                inner = value._v
-                if type(inner) is not Sealed:
-                    return inner
+        if _get() in guard.allowed:
+            registry = _state.registry
+            if registry is None or not registry.restricted:
+                if type(value) is Sealed:
+                    if value._f is guard:
+                        return value._v
+                elif value is None:
+                    return None
         channel = channel_of(caller(1))
-        if channel == "replace" and type(value) is Sealed:
+        if channel == "replace" and isinstance(value, Sealed):
             return value  # dataclasses.replace copies: the copy keeps the seal, nothing is read
         layout: _Layout = type(obj).__purposeguard_layout__
         admit(guard, layout.meta(obj), _get(), channel)
-        if type(value) is Sealed:
+        if isinstance(value, Sealed):
             if value._f is guard:
                 value = value._v
-            return open_sealed(value, channel) if type(value) is Sealed else value
+            return open_sealed(value, channel) if isinstance(value, Sealed) else value
         return value
 
     def __set__(self, obj: Any, value: Any) -> None:
@@ -693,7 +697,7 @@ def _reseal_dataclass(obj: Any) -> None:
     for name, descriptor in ((n, type(obj).__dict__.get(n)) for n in layout.guards):
         if isinstance(descriptor, _DataclassField):
             stored = layout.stored(obj, name)
-            if type(stored) is Sealed and stored._r != meta:
+            if isinstance(stored, Sealed) and stored._r != meta:
                 descriptor.__set__(obj, stored)
 
 

@@ -1,0 +1,137 @@
+"""Guarded models on their allow paths, as ratios to baselines measured in the same run:
+
+- a guarded field read, allowed, against a bare call of ``def f(x): return x`` (budget 10x);
+- a purpose-aware ``model_dump``, allowed, against ``model_dump`` of the same model without
+  guards (budget 1.5x); also ``model_dump_json`` (reported against the same budget).
+
+    python benchmarks/bench_models.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import timeit
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel
+
+import purposeguard as pg
+
+POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
+
+
+def f(x: object) -> object:
+    return x
+
+
+def _best(stmt: str, env: dict[str, Any], number: int) -> float:
+    return timeit.Timer(stmt, globals=env).timeit(number) / number
+
+
+def _ratio(
+    path: str, base: str, env: dict[str, Any], number: int, repeat: int
+) -> tuple[float, float, float]:
+    """(ratio, path seconds, baseline seconds): the minimum of interleaved samples of each."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        path_s = base_s = float("inf")
+        for _ in range(repeat):
+            base_s = min(base_s, _best(base, env, number))
+            path_s = min(path_s, _best(path, env, number))
+    finally:
+        if enabled:
+            gc.enable()
+    return path_s / base_s, path_s, base_s
+
+
+def _row(
+    name: str, budget: float, measured: tuple[float, float, float], baseline: str
+) -> dict[str, Any]:
+    value, path_s, base_s = measured
+    return {
+        "name": name,
+        "ratio": round(value, 2),
+        "budget": budget,
+        "baseline": baseline,
+        "ns_per_call": round(path_s * 1e9, 1),
+        "baseline_ns": round(base_s * 1e9, 1),
+    }
+
+
+def _models() -> tuple[type[BaseModel], type[BaseModel]]:
+    class Applicant(pg.GuardedModel):
+        applicant_id: Annotated[str, pg.SubjectId]
+        name: str
+        email: Annotated[str, pg.CollectedFor("recruitment", "inquiry")]
+        phone: Annotated[str, pg.CollectedFor("recruitment")]
+        skills: list[str]
+        years: int
+
+    class PlainApplicant(BaseModel):
+        applicant_id: str
+        name: str
+        email: str
+        phone: str
+        skills: list[str]
+        years: int
+
+    return Applicant, PlainApplicant
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    number = 50_000 if quick else 500_000
+    dump_number = 5_000 if quick else 50_000
+    repeat = 3 if quick else 7
+    pg.configure(policy=pg.load_policy(POLICY))
+    guarded_cls, plain_cls = _models()
+    data = {
+        "applicant_id": "a1",
+        "name": "Hanako",
+        "email": "hanako@example.com",
+        "phone": "03-0000-0000",
+        "skills": ["python", "sql"],
+        "years": 7,
+    }
+    guarded, plain = guarded_cls(**data), plain_cls(**data)
+    env = {"f": f, "x": 1, "record": guarded, "plain": plain}
+    rows = []
+    with pg.purpose("recruitment.selection"):
+        assert guarded.model_dump() == plain.model_dump()
+        rows.append(
+            _row(
+                "guarded model field read, allowed",
+                10.0,
+                _ratio("record.email", "f(x)", env, number, repeat),
+                "bare call f(x)",
+            )
+        )
+        rows.append(
+            _row(
+                "purpose-aware model_dump, allowed",
+                1.5,
+                _ratio("record.model_dump()", "plain.model_dump()", env, dump_number, repeat),
+                "model_dump of the same model unguarded",
+            )
+        )
+        rows.append(
+            _row(
+                "purpose-aware model_dump_json, allowed",
+                1.5,
+                _ratio(
+                    "record.model_dump_json()", "plain.model_dump_json()", env, dump_number, repeat
+                ),
+                "model_dump_json of the same model unguarded",
+            )
+        )
+    pg.testing.reset()
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    print(json.dumps(run(parser.parse_args().quick), indent=2))
