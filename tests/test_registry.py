@@ -344,3 +344,37 @@ def test_a_suspension_is_effective_at_the_next_decision(
         assert d.allowed == before
     pg.configure(registry=None)
     reg.close()
+
+
+def test_a_local_change_reads_only_the_changed_subject(
+    configured: pg.Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = pg.Registry(tmp_path / "r.db", refresh_interval=None)
+    pg.configure(registry=reg)
+    reg.suspend_use("a")
+
+    def no_full_read() -> None:
+        raise AssertionError("a local change must not read every subject again")
+
+    monkeypatch.setattr(reg.store, "snapshot", no_full_read)
+    reg.suspend_use("b")
+    reg.grant_consent("c", purposes=["marketing"])
+    reg.resume_use("a")
+    assert reg.restricted == frozenset({"b"})
+    assert reg.consenting == frozenset({"c"})
+
+
+def test_a_registry_behind_the_trimmed_change_log_reads_everything(
+    configured: pg.Policy, tmp_path: Path
+) -> None:
+    path = tmp_path / "r.db"
+    reader = pg.Registry(path, refresh_interval=None)
+    writer = pg.Registry(path, refresh_interval=None)
+    for n in range(5):
+        writer.suspend_use(f"s{n}")
+    with writer.store._write() as tx:  # type: ignore[attr-defined]
+        tx.execute("DELETE FROM changes")
+    reader.sync()
+    assert reader.restricted == frozenset(f"s{n}" for n in range(5))
+    reader.close()
+    writer.close()

@@ -225,8 +225,54 @@ def test_sqlite_writer_killed_mid_write_leaves_a_consistent_store(tmp_path: Path
     consents = len(s.snapshot().consenting)
     assert consents >= 20
     assert s.version() == consents
+    logged = s._conn().execute("SELECT COUNT(*), MAX(version) FROM changes").fetchone()
+    assert tuple(logged) == (consents, consents)  # the change log is torn-free too
     # every provision belongs to a granted subject, and is whole
     for n in range(consents - 1):
         assert [r.fields for r in s.provisions(f"k{n}")] == [("a",) * 50]
     s.grant("after", "purpose", "marketing", T0)  # and the file stays writable
+    s.close()
+
+
+def test_changes_since_names_the_subjects_changed_and_flags_reads_them(store: Store) -> None:
+    v0 = store.version()
+    assert store.changes_since(v0) == (v0, frozenset())
+    store.grant("a", "purpose", "marketing", T0)
+    store.suspend("b", "use", ALL, T0)
+    store.withdraw("a", "purpose", "marketing", T0)
+    assert store.changes_since(v0) == (v0 + 3, frozenset({"a", "b"}))
+    assert store.changes_since(v0 + 2) == (v0 + 3, frozenset({"a"}))
+    assert store.flags(frozenset({"a", "b", "c"})) == {
+        "a": (True, False),
+        "b": (True, False),
+        "c": (False, False),
+    }
+    store.grant("c", "recipient", "tax_office", T0)
+    assert store.flags(frozenset({"c"})) == {"c": (False, True)}
+    assert store.changes_since(v0 + 99) is None  # from the future: read everything
+
+
+def test_sqlite_changes_since_is_none_once_the_log_is_trimmed(tmp_path: Path) -> None:
+    s = SQLiteStore(tmp_path / "r.db")
+    for n in range(3):
+        s.grant(f"s{n}", "purpose", "marketing", T0)
+    with s._write() as tx:
+        tx.execute("DELETE FROM changes WHERE version <= 2")
+    assert s.changes_since(0) is None
+    assert s.changes_since(2) == (3, frozenset({"s2"}))
+    s.close()
+
+
+def test_sqlite_migrates_a_schema_1_file(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE changes")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    s = SQLiteStore(path)
+    s.grant("a", "purpose", "marketing", T0)
+    assert s.changes_since(0) == (1, frozenset({"a"}))
+    assert s._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     s.close()

@@ -176,6 +176,7 @@ class Registry:
         self.provision_retention = provision_retention
         self.clock = clock
         self._lock = threading.Lock()
+        self._sync_lock = threading.RLock()  # one reader of the store's changes at a time
         self._snapshot = Snapshot(-1, frozenset(), frozenset())
         #: subjects with a suspension or a withdrawn consent: the hot path reads only this
         self.restricted: frozenset[str] = frozenset()
@@ -196,15 +197,40 @@ class Registry:
     # --- keeping the in-memory view current -----------------------------------------------------
 
     def refresh(self) -> None:
-        """Read the restricted and consenting subjects from the store now."""
-        snapshot = self.store.snapshot()
-        with self._lock:
-            if snapshot.version < self._snapshot.version:
-                return  # a concurrent refresh already installed something newer
-            self._snapshot = snapshot
-            self._status = {}
-            self.consenting = snapshot.consenting
-            self.restricted = snapshot.restricted
+        """Read the restricted and consenting subjects from the store now (all of them)."""
+        with self._sync_lock:
+            snapshot = self.store.snapshot()
+            with self._lock:
+                self._snapshot = snapshot
+                self._status = {}
+                self.consenting = snapshot.consenting
+                self.restricted = snapshot.restricted
+
+    def sync(self) -> None:
+        """Catch up with the store: only the subjects changed since the last read are read
+        again (all of them if the store's change log no longer reaches back that far)."""
+        with self._sync_lock:
+            found = self.store.changes_since(self._snapshot.version)
+            if found is None:
+                self.refresh()
+                return
+            version, subjects = found
+            if version == self._snapshot.version:
+                return
+            flags = self.store.flags(subjects) if subjects else {}
+            restricted = {s for s, (r, _) in flags.items() if r}
+            consenting = {s for s, (_, c) in flags.items() if c}
+            with self._lock:
+                r_old, c_old = self.restricted, self.consenting
+                # copy-on-write: readers always see a whole frozenset, never a set mid-change
+                if restricted != (r_old & subjects):
+                    r_old = (r_old - subjects) | restricted
+                if consenting != (c_old & subjects):
+                    c_old = (c_old - subjects) | consenting
+                self._snapshot = Snapshot(version, r_old, c_old)
+                self._status = {}
+                self.consenting = c_old
+                self.restricted = r_old
 
     def _start_poller(self) -> None:
         if self.refresh_interval is None or isinstance(self.store, MemoryStore):
@@ -221,12 +247,13 @@ class Registry:
         while not self._stop.wait(interval):
             try:
                 if self.store.version() != self._snapshot.version:
-                    self.refresh()
+                    self.sync()
             except Exception:  # a store error never changes what is in force
                 continue
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
+        self._sync_lock = threading.RLock()
         self._poller = None
         if not self._closed:
             self._start_poller()
@@ -333,7 +360,7 @@ class Registry:
     # --- changes (each in force at the next decision in this process) ---------------------------
 
     def _changed(self) -> None:
-        self.refresh()
+        self.sync()
 
     def grant_consent(
         self,

@@ -164,6 +164,15 @@ class Store(Protocol):
         """The counter and the restricted/consenting subject sets, read consistently."""
         ...
 
+    def changes_since(self, version: int) -> tuple[int, frozenset[str]] | None:
+        """The current counter and the subjects changed after ``version``; None if the store no
+        longer knows (its change log was trimmed past it): then read a :meth:`snapshot`."""
+        ...
+
+    def flags(self, subjects: frozenset[str]) -> dict[str, tuple[bool, bool]]:
+        """For each subject: (restricted, consenting), as in :class:`Snapshot`."""
+        ...
+
     def add_provision(self, record: ProvisionRecord) -> None: ...
 
     def provisions(self, subject: str) -> list[ProvisionRecord]:

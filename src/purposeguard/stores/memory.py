@@ -28,6 +28,12 @@ class MemoryStore:
         self._consents: list[ConsentRow] = []
         self._suspensions: dict[tuple[str, Scope, str], SuspensionRow] = {}
         self._provisions: list[ProvisionRecord] = []
+        self._log: dict[int, str] = {}  # version → subject changed
+
+    def _bump(self, subject: str) -> None:
+        self._version += 1
+        self._log[self._version] = subject
+        self._log.pop(self._version - 100_000, None)
 
     def grant(self, subject: str, kind: ConsentKind, target: str, at: datetime) -> str:
         with self._lock:
@@ -36,7 +42,7 @@ class MemoryStore:
                     return row.ref
             ref = "consent-" + uuid.uuid4().hex
             self._consents.append(ConsentRow(ref, subject, kind, target, at))
-            self._version += 1
+            self._bump(subject)
             return ref
 
     def withdraw(self, subject: str, kind: ConsentKind, target: str, at: datetime) -> bool:
@@ -44,7 +50,7 @@ class MemoryStore:
             for i, row in enumerate(self._consents):
                 if row.active and (row.subject, row.kind, row.target) == (subject, kind, target):
                     self._consents[i] = replace(row, withdrawn_at=at)
-                    self._version += 1
+                    self._bump(subject)
                     return True
             return False
 
@@ -53,7 +59,7 @@ class MemoryStore:
             key = (subject, scope, target)
             if key not in self._suspensions:
                 self._suspensions[key] = SuspensionRow(subject, scope, target, at)
-                self._version += 1
+                self._bump(subject)
 
     def resume(self, subject: str, scope: Scope, target: str | None) -> int:
         with self._lock:
@@ -65,7 +71,7 @@ class MemoryStore:
             for k in keys:
                 del self._suspensions[k]
             if keys:
-                self._version += 1
+                self._bump(subject)
             return len(keys)
 
     def consents(self, subject: str) -> list[ConsentRow]:
@@ -85,6 +91,28 @@ class MemoryStore:
             restricted |= {row.subject for row in self._consents if not row.active}
             consenting = {row.subject for row in self._consents if row.active}
             return Snapshot(self._version, frozenset(restricted), frozenset(consenting))
+
+    def changes_since(self, version: int) -> tuple[int, frozenset[str]] | None:
+        with self._lock:
+            if version == self._version:
+                return version, frozenset()
+            if version < 0 or version > self._version or (version + 1) not in self._log:
+                return None
+            return self._version, frozenset(
+                self._log[v] for v in range(version + 1, self._version + 1)
+            )
+
+    def flags(self, subjects: frozenset[str]) -> dict[str, tuple[bool, bool]]:
+        with self._lock:
+            out = dict.fromkeys(subjects, (False, False))
+            for key in self._suspensions:
+                if key[0] in out:
+                    out[key[0]] = (True, out[key[0]][1])
+            for row in self._consents:
+                if row.subject in out:
+                    restricted, consenting = out[row.subject]
+                    out[row.subject] = (restricted or not row.active, consenting or row.active)
+            return out
 
     def add_provision(self, record: ProvisionRecord) -> None:
         with self._lock:

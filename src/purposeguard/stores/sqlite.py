@@ -40,7 +40,10 @@ from . import (
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 #: The schema this code writes; files with a higher ``user_version`` are refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The change log keeps at least this many recent changes for other processes to catch up from;
+#: a reader further behind reads everything again.
+CHANGE_LOG_KEEP = 100_000
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
@@ -82,6 +85,8 @@ _SCHEMA = (
     "CREATE INDEX provisions_subject ON provisions (subject, ts)",
     "CREATE INDEX provisions_ts ON provisions (ts)",
 )
+#: Schema 2: a log of which subject each change touched, so other processes catch up by subject.
+_SCHEMA_2 = ("CREATE TABLE changes (version INTEGER PRIMARY KEY, subject TEXT NOT NULL)",)
 
 
 class SQLiteStore:
@@ -162,11 +167,19 @@ class SQLiteStore:
             if found == 0:
                 for statement in _SCHEMA:
                     tx.execute(statement)
+            if found < 2:
+                for statement in _SCHEMA_2:
+                    tx.execute(statement)
+            if found < SCHEMA_VERSION:
                 tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @staticmethod
-    def _bump(tx: sqlite3.Connection) -> None:
+    def _bump(tx: sqlite3.Connection, subject: str) -> None:
         tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'changes'")
+        version = int(tx.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()[0])
+        tx.execute("INSERT INTO changes (version, subject) VALUES (?, ?)", (version, subject))
+        if version % 1000 == 0:
+            tx.execute("DELETE FROM changes WHERE version <= ?", (version - CHANGE_LOG_KEEP,))
 
     # --- consents and suspensions ---------------------------------------------------------------
 
@@ -185,7 +198,7 @@ class SQLiteStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 (ref, subject, kind, target, format_ts(at)),
             )
-            self._bump(tx)
+            self._bump(tx, subject)
             return ref
 
     def withdraw(self, subject: str, kind: ConsentKind, target: str, at: datetime) -> bool:
@@ -196,7 +209,7 @@ class SQLiteStore:
                 (format_ts(at), subject, kind, target),
             )
             if cursor.rowcount:
-                self._bump(tx)
+                self._bump(tx, subject)
             return cursor.rowcount > 0
 
     def suspend(self, subject: str, scope: Scope, target: str, at: datetime) -> None:
@@ -207,7 +220,7 @@ class SQLiteStore:
                 (subject, scope, target, format_ts(at)),
             )
             if cursor.rowcount:
-                self._bump(tx)
+                self._bump(tx, subject)
 
     def resume(self, subject: str, scope: Scope, target: str | None) -> int:
         with self._write() as tx:
@@ -221,7 +234,7 @@ class SQLiteStore:
                     (subject, scope, target),
                 )
             if cursor.rowcount:
-                self._bump(tx)
+                self._bump(tx, subject)
             return cursor.rowcount
 
     def consents(self, subject: str) -> list[ConsentRow]:
@@ -267,6 +280,34 @@ class SQLiteStore:
                 )
             }
         return Snapshot(version, frozenset(restricted), frozenset(consenting))
+
+    def changes_since(self, version: int) -> tuple[int, frozenset[str]] | None:
+        with self._read() as tx:
+            current = int(tx.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()[0])
+            if current == version:
+                return current, frozenset()
+            oldest = tx.execute("SELECT MIN(version) FROM changes").fetchone()[0]
+            if version < 0 or current < version or oldest is None or oldest > version + 1:
+                return None
+            rows = tx.execute("SELECT DISTINCT subject FROM changes WHERE version > ?", (version,))
+            return current, frozenset(s for (s,) in rows)
+
+    def flags(self, subjects: frozenset[str]) -> dict[str, tuple[bool, bool]]:
+        out: dict[str, tuple[bool, bool]] = {}
+        with self._read() as tx:
+            for subject in subjects:
+                restricted = tx.execute(
+                    "SELECT EXISTS (SELECT 1 FROM suspensions WHERE subject = ?) OR EXISTS "
+                    "(SELECT 1 FROM consents WHERE subject = ? AND withdrawn_at IS NOT NULL)",
+                    (subject, subject),
+                ).fetchone()[0]
+                consenting = tx.execute(
+                    "SELECT EXISTS (SELECT 1 FROM consents WHERE subject = ? "
+                    "AND withdrawn_at IS NULL)",
+                    (subject,),
+                ).fetchone()[0]
+                out[subject] = (bool(restricted), bool(consenting))
+        return out
 
     # --- provision records ----------------------------------------------------------------------
 
