@@ -4,6 +4,7 @@ a real SQLite file, provision with records, and the answers to data-subject requ
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,10 +19,11 @@ SKILLS = "canary-skill-sheet-7f3a9e"
 
 
 @pytest.fixture
-def registry(configured: pg.Policy, isolated: None, tmp_path: Path) -> pg.Registry:
+def registry(configured: pg.Policy, isolated: None, tmp_path: Path) -> Iterator[pg.Registry]:
     reg = pg.Registry(tmp_path / "registry.db", refresh_interval=0.05)
     pg.configure(registry=reg, subject_key=b"scenario-key-0123456789abcdef")
-    return reg
+    yield reg
+    reg.close()
 
 
 def _with_recipient(policy: pg.Policy, name: str, recipient: pg.Recipient) -> pg.Policy:

@@ -33,7 +33,8 @@ def registry(configured: pg.Policy) -> pg.Registry:
 def file_registry(configured: pg.Policy, tmp_path: Path) -> Iterator[pg.Registry]:
     reg = pg.Registry(tmp_path / "registry.db", refresh_interval=0.05)
     pg.configure(registry=reg)
-    return reg
+    yield reg
+    reg.close()
 
 
 def allowed(purpose: str, subject: str, collected_for: tuple[str, ...] = ("marketing",)) -> bool:
@@ -378,3 +379,17 @@ def test_a_registry_behind_the_trimmed_change_log_reads_everything(
     assert reader.restricted == frozenset(f"s{n}" for n in range(5))
     reader.close()
     writer.close()
+
+
+def test_configure_closes_a_registry_it_opened_from_a_path_but_not_one_it_was_given(
+    configured: pg.Policy, tmp_path: Path
+) -> None:
+    pg.configure(registry=tmp_path / "a.db")
+    opened = pg.get_registry()
+    assert opened is not None
+    given = pg.Registry(tmp_path / "b.db")
+    pg.configure(registry=given)
+    assert opened._closed
+    pg.testing.reset()
+    assert not given._closed
+    given.close()

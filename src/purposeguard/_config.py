@@ -291,11 +291,14 @@ def _set_registry(registry: Any) -> None:
         from .registry import Registry  # imported only when a registry is configured
 
         registry = Registry(registry)
+        registry.opened_by_configure = True
     elif registry is not None and not hasattr(registry, "restricted"):
         raise ConfigurationError(
             f"registry= takes a purposeguard.Registry or a path, not {type(registry).__name__}"
         )
-    state.registry = registry
+    old, state.registry = state.registry, registry
+    if old is not None and old is not registry and getattr(old, "opened_by_configure", False):
+        old.close()  # configure opened it from a path, so nobody else holds it
 
 
 def _close_quietly(sink: Sink) -> None:
@@ -318,13 +321,12 @@ def reset() -> None:
         _swap(None)
         state.mode_override = None
         state.subject_key = None
-        state.registry = None
+        registry, state.registry = state.registry, None
+        if registry is not None and getattr(registry, "opened_by_configure", False):
+            registry.close()  # a registry the caller built is the caller's to close
         if state.audit is not None:
             _close_quietly(state.audit)
         state.audit = None
-        if state.registry is not None:
-            state.registry.close()
-        state.registry = None
         emitter.sinks = ()
         emitter.storm_limit, emitter.storm_window, emitter.capacity = 100, 1.0, 10_000
         emitter.service = os.environ.get(ENV_SERVICE) or os.environ.get("OTEL_SERVICE_NAME") or None

@@ -187,6 +187,8 @@ class Registry:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._closed = False
+        #: set when ``configure(registry=PATH)`` opened it: configure then closes it too
+        self.opened_by_configure = False
         self.refresh()
         self._start_poller()
         _live.add(self)
