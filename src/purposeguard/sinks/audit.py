@@ -59,6 +59,7 @@ UNSERIALIZABLE_EVENT = "purposeguard.audit_unserializable"
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the very first record (seq 0) of a log."""
 
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _RESERVED_EVENTS = frozenset({HEADER_EVENT, CHECKPOINT_EVENT})
 _MAX_BATCH = 1024
 _TAIL_CHUNK = 1 << 16
@@ -342,7 +343,7 @@ class AuditLog:
     def _file_lock(self) -> Iterator[None]:
         if self._lock_fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o600)
         if fcntl is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
@@ -368,7 +369,7 @@ class AuditLog:
             with contextlib.suppress(OSError):
                 os.close(chain.fd)
         self._chain = None
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC, 0o600)
         st = os.fstat(fd)
         newest = self._rotated()
         if st.st_size == 0 and newest:
@@ -396,7 +397,7 @@ class AuditLog:
             os.rename(self.path, self.path.with_name(f"{self.path.name}.{self._rotated() + 1}"))
             os.close(chain.fd)
             fd = os.open(
-                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600
             )
             self._fsync_dir()
             chain = _Chain(fd, os.fstat(fd).st_ino, 0, chain.next_seq, chain.last_hash, self._every)
@@ -476,4 +477,5 @@ def _after_fork_in_child() -> None:
 
 
 atexit.register(_close_all)
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
