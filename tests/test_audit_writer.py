@@ -50,7 +50,7 @@ def records_of(path: Path) -> list[dict[str, object]]:
     for name in files_of(path):
         with open(name, "rb") as f:
             out += [json.loads(line) for line in f if line.endswith(b"\n")]
-    return sorted(out, key=lambda r: r["seq"])  # type: ignore[arg-type, return-value]
+    return sorted(out, key=lambda r: r["seq"])
 
 
 def test_records_are_chained_and_the_log_is_sealed_on_close(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import datetime as _dt
 import fnmatch
 import re
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -33,12 +33,12 @@ MAX_KEYS = 10_000
 """Distinct values kept per counter; the rest are counted under ``(other)`` so memory stays flat."""
 
 
-def is_violation(rec: dict[str, object]) -> bool:
+def is_violation(rec: Mapping[str, object]) -> bool:
     """True for a violation record or a storm summary of violations."""
     return rec.get("event") in _VIOLATIONS
 
 
-def weight(rec: dict[str, object]) -> int:
+def weight(rec: Mapping[str, object]) -> int:
     """How many violations ``rec`` stands for: its ``count`` for a storm summary, else 1."""
     if rec.get("event") == SUMMARY_EVENT:
         count = rec.get("count")
@@ -70,7 +70,7 @@ def parse_time_arg(value: str, now: _dt.datetime | None = None) -> _dt.datetime:
     return ts
 
 
-def _text(rec: dict[str, object], key: str) -> str | None:
+def _text(rec: Mapping[str, object], key: str) -> str | None:
     value = rec.get(key)
     return value if isinstance(value, str) else None
 
@@ -92,7 +92,7 @@ class Filters:
     trace_ids: tuple[str, ...] = ()
     subjects: tuple[str, ...] = ()
 
-    def match(self, rec: dict[str, object]) -> bool:
+    def match(self, rec: Mapping[str, object]) -> bool:
         """Whether the violation record ``rec`` passes every filter."""
         if self.since is not None or self.until is not None:
             ts = parse_ts(rec.get("ts"))
@@ -145,12 +145,12 @@ class Summary:
     by_reason: Counter[str] = field(default_factory=Counter)
     by_hour: Counter[str] = field(default_factory=Counter)
     other_events: Counter[str] = field(default_factory=Counter)
-    latest: deque[dict[str, object]] = field(default_factory=deque)
+    latest: deque[Mapping[str, object]] = field(default_factory=deque)
     _lo: str | None = None
     _hi: str | None = None
     _times: list[_dt.datetime] = field(default_factory=list)
 
-    def add(self, rec: dict[str, object]) -> None:
+    def add(self, rec: Mapping[str, object]) -> None:
         """Count one record; non-violation events are tallied in ``other_events`` only."""
         if not is_violation(rec):
             _bump(self.other_events, rec.get("event"), 1)
@@ -201,7 +201,7 @@ class Summary:
         times = [*self._times, *(parse_ts(k) for k in (self._hi,) if k)]
         return max((t for t in times if t), default=None)
 
-    def add_all(self, records: Iterable[dict[str, object]]) -> Summary:
+    def add_all(self, records: Iterable[Mapping[str, object]]) -> Summary:
         """Count every record; returns self."""
         for rec in records:
             self.add(rec)

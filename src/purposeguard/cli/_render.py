@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO
 
 from rich.console import Console
@@ -47,7 +47,7 @@ def _cell(value: object) -> Text:
     return Text(neutralize(value))
 
 
-def violations_table(records: Iterable[dict[str, object]], title: str) -> Table:
+def violations_table(records: Iterable[Mapping[str, object]], title: str) -> Table:
     """A table of violation records, one row each."""
     table = Table(title=title, show_lines=False)
     for col in _COLUMNS:
