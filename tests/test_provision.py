@@ -263,3 +263,27 @@ def test_a_provision_violation_names_the_recipient_and_survives_pickling(
         "partner_events",
         str(info.value),
     )
+
+
+def test_each_provision_is_also_an_audit_event_without_the_subject_or_the_justification(
+    registry: pg.Registry,
+) -> None:
+    import structlog
+
+    with structlog.testing.capture_logs() as logs:
+        record = pg.provide(
+            "tax_office",
+            subject=CANARY,
+            fields=["my_number"],
+            basis=pg.LegalGround.REQUIRED_BY_LAW,
+            justification=f"filing for {CANARY}",
+        )
+        pg.flush()
+    [event] = [e for e in logs if e["event"] == "purposeguard.provision"]
+    assert (event["id"], event["basis"], event["ground"]) == (
+        record.id,
+        "legal_ground",
+        "required_by_law",
+    )
+    assert event["subject"].startswith("hmac-sha256:")
+    assert CANARY not in json.dumps(logs, default=str)

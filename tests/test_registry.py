@@ -393,3 +393,22 @@ def test_configure_closes_a_registry_it_opened_from_a_path_but_not_one_it_was_gi
     pg.testing.reset()
     assert not given._closed
     given.close()
+
+
+def test_every_change_is_recorded_with_the_subject_hashed(registry: pg.Registry) -> None:
+    import structlog
+
+    pg.configure(subject_key=b"k" * 32)
+    with structlog.testing.capture_logs() as logs:
+        registry.suspend_use(CANARY, ["marketing"])
+        registry.resume_use(CANARY)
+        registry.grant_consent(CANARY, recipients=["partner_events"])
+        pg.flush()
+    changes = [e for e in logs if e["event"] == "purposeguard.subject_change"]
+    assert [(e["action"], e["purposes"], e["recipients"]) for e in changes] == [
+        ("suspend_use", ["marketing"], []),
+        ("resume_use", ["*"], []),
+        ("grant_consent", [], ["partner_events"]),
+    ]
+    assert all(e["subject"].startswith("hmac-sha256:") for e in changes)
+    assert CANARY not in json.dumps(logs, default=str)

@@ -30,6 +30,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import _config
 from ._context import current_purpose
 from ._decide import Rule
+from ._events import emitter
 from ._guard import Guard, field_ref, subject_hash, violate
 from ._ids import is_purpose_id, is_within
 from .exceptions import ConfigurationError, PurposeViolation
@@ -137,6 +138,24 @@ class _Plan:
             violation=self.violation,
         )
         self.registry.add_record(record)
+        emitter.record(
+            "purposeguard.provision",
+            {
+                "id": record.id,
+                "recipient": record.recipient if is_purpose_id(record.recipient) else None,
+                "recipient_kind": record.recipient_kind,
+                "fields": list(record.fields),
+                "basis": record.basis,
+                "ground": record.ground,
+                "consent_ref": record.consent_ref,
+                "purpose": record.purpose,
+                "violation": record.violation,
+                "subject": subject_hash(record.subject),
+                "policy_id": record.policy_id,
+                "policy_version": record.policy_version,
+                "service": emitter.service,
+            },
+        )
         return record
 
 

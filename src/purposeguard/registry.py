@@ -25,7 +25,8 @@ from typing import Any
 
 from . import _config
 from ._decide import Decision, Rule
-from ._guard import check
+from ._events import emitter
+from ._guard import check, subject_hash
 from ._ids import describe_bad_id, is_purpose_id, is_within
 from ._policy import Policy
 from .exceptions import ConfigurationError
@@ -361,8 +362,28 @@ class Registry:
 
     # --- changes (each in force at the next decision in this process) ---------------------------
 
-    def _changed(self) -> None:
+    def _changed(
+        self,
+        action: str,
+        subject: str,
+        purposes: Iterable[str] = (),
+        recipients: Iterable[str] = (),
+    ) -> None:
+        """Install the change here, then record it (subject as its keyed hash) for the audit log."""
         self.sync()
+        compiled = _config.state.compiled
+        emitter.record(
+            "purposeguard.subject_change",
+            {
+                "action": action,
+                "subject": subject_hash(subject),
+                "purposes": sorted(purposes),
+                "recipients": sorted(recipients),
+                "policy_id": compiled.id if compiled else None,
+                "policy_version": compiled.version if compiled else None,
+                "service": emitter.service,
+            },
+        )
 
     def grant_consent(
         self,
@@ -378,7 +399,7 @@ class Registry:
         at = self.clock()
         refs = {p: self.store.grant(subject, "purpose", p, at) for p in ps}
         refs.update({r: self.store.grant(subject, "recipient", r, at) for r in rs})
-        self._changed()
+        self._changed("grant_consent", subject, ps, rs)
         return refs
 
     def withdraw_consent(
@@ -395,7 +416,7 @@ class Registry:
         at = self.clock()
         n = sum(self.store.withdraw(subject, "purpose", p, at) for p in ps)
         n += sum(self.store.withdraw(subject, "recipient", r, at) for r in rs)
-        self._changed()
+        self._changed("withdraw_consent", subject, ps, rs)
         return n
 
     def suspend_use(self, subject: str, purposes: Iterable[str] | str | None = None) -> None:
@@ -406,7 +427,7 @@ class Registry:
         at = self.clock()
         for target in targets:
             self.store.suspend(subject, "use", target, at)
-        self._changed()
+        self._changed("suspend_use", subject, targets)
 
     def resume_use(self, subject: str, purposes: Iterable[str] | str | None = None) -> int:
         """Lift suspensions of use: those named, or every one if None. Returns how many."""
@@ -415,7 +436,9 @@ class Registry:
             n = self.store.resume(subject, "use", None)
         else:
             n = sum(self.store.resume(subject, "use", p) for p in _purposes(purposes, "resume"))
-        self._changed()
+        self._changed(
+            "resume_use", subject, (ALL,) if purposes is None else _purposes(purposes, "")
+        )
         return n
 
     def suspend_provision(
@@ -427,7 +450,7 @@ class Registry:
         at = self.clock()
         for target in targets:
             self.store.suspend(subject, "provision", target, at)
-        self._changed()
+        self._changed("suspend_provision", subject, recipients=targets)
 
     def resume_provision(self, subject: str, recipients: Iterable[str] | str | None = None) -> int:
         validate_subject(subject)
@@ -438,7 +461,8 @@ class Registry:
                 self.store.resume(subject, "provision", r)
                 for r in _recipients(recipients, "resume_provision")
             )
-        self._changed()
+        targets = (ALL,) if recipients is None else _recipients(recipients, "")
+        self._changed("resume_provision", subject, recipients=targets)
         return n
 
     # --- provision records ----------------------------------------------------------------------
