@@ -412,3 +412,25 @@ def test_every_change_is_recorded_with_the_subject_hashed(registry: pg.Registry)
     ]
     assert all(e["subject"].startswith("hmac-sha256:") for e in changes)
     assert CANARY not in json.dumps(logs, default=str)
+
+
+def test_status_is_fresh_after_another_registry_changes_the_subject(
+    configured: pg.Policy, tmp_path: Path
+) -> None:
+    path = tmp_path / "r.db"
+    reader = pg.Registry(path, refresh_interval=None)
+    writer = pg.Registry(path, refresh_interval=None)
+    writer.suspend_use("x", ["marketing"])
+    writer.suspend_use("y", ["inquiry"])
+    reader.sync()
+    assert reader.status("x").suspended_use == frozenset({"marketing"})
+    assert reader.status("y").suspended_use == frozenset({"inquiry"})
+    writer.suspend_use("x", ["recruitment"])
+    reader.sync()
+    assert reader.status("x").suspended_use == frozenset({"marketing", "recruitment"})
+    writer.resume_use("x")
+    reader.sync()
+    assert "x" not in reader.restricted
+    assert reader.status("x") == pg.SubjectStatus()
+    reader.close()
+    writer.close()

@@ -231,7 +231,7 @@ class Registry:
                 if consenting != (c_old & subjects):
                     c_old = (c_old - subjects) | consenting
                 self._snapshot = Snapshot(version, r_old, c_old)
-                self._status = {}
+                self._status = {k: v for k, v in self._status.items() if k not in subjects}
                 self.consenting = c_old
                 self.restricted = r_old
 
