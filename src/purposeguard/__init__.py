@@ -44,12 +44,14 @@ from .models import (
 )
 from .provision import LegalGround, ProvisionViolation, provide, provides, providing
 from .registry import Registry, SubjectStatus, check_subject, get_registry
+from .sinks.audit import AuditLog
 from .stores import ProvisionRecord
 
 __all__ = [
     "ENV_AUDIT_KEY",
     "ENV_SERVICE",
     "SCHEMA",
+    "AuditLog",
     "Category",
     "CollectedFor",
     "ConfigurationError",

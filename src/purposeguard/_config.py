@@ -23,14 +23,16 @@ from ._events import Sink, emitter
 from ._ids import ancestors
 from ._policy import Mode, Policy, load_policy
 from .exceptions import ConfigurationError, PolicyError
+from .sinks.audit import AUDIT_KEY_ENV, AuditLog
 
 if TYPE_CHECKING:
     from .registry import Registry
 
 __all__ = ["ENV_AUDIT_KEY", "ENV_SERVICE", "configure", "get_policy", "reload_policy"]
 
-#: Environment variable: the HMAC key (text) for audit-log checkpoints, when none is configured.
-ENV_AUDIT_KEY: Final = "PURPOSEGUARD_AUDIT_KEY"
+#: Environment variable: the HMAC key (text) for audit-log headers and checkpoints, when
+#: ``configure(audit_key=)`` is not given.
+ENV_AUDIT_KEY: Final = AUDIT_KEY_ENV
 #: Environment variable: the ``service`` written into every event (else ``OTEL_SERVICE_NAME``).
 ENV_SERVICE: Final = "PURPOSEGUARD_SERVICE"
 
@@ -273,8 +275,6 @@ def _set_audit(audit_log: Any, audit_key: Any) -> None:
     if audit_log is None:
         new = None
     elif isinstance(audit_log, str | os.PathLike):
-        from .sinks.audit import AuditLog  # imported only when an audit log is configured
-
         key = None if audit_key is _UNSET else audit_key
         new = AuditLog(Path(audit_log), key=key.encode() if isinstance(key, str) else key)
     else:
