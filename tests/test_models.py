@@ -500,7 +500,11 @@ def test_a_subject_id_is_hashed_in_events_never_shown(alj_policy: pg.Policy) -> 
 
 
 def test_a_registry_suspension_narrows_a_record_with_a_subject(alj_policy: pg.Policy) -> None:
-    registry = pg.Registry(refresh_interval=None)
+    with pg.Registry(refresh_interval=None) as registry:
+        _registry_case_suspension(alj_policy, registry)
+
+
+def _registry_case_suspension(alj_policy: pg.Policy, registry: pg.Registry) -> None:
     pg.configure(policy=alj_policy, registry=registry)
 
     class Applicant(pg.GuardedModel):
@@ -526,11 +530,14 @@ def test_a_registry_suspension_narrows_a_record_with_a_subject(alj_policy: pg.Po
     registry.resume_use("s1")
     with pg.purpose("recruitment"):
         assert suspended.email == CANARY
-    registry.close()
 
 
 def test_a_registry_consent_widens_but_not_a_strict_category(alj_policy: pg.Policy) -> None:
-    registry = pg.Registry(refresh_interval=None)
+    with pg.Registry(refresh_interval=None) as registry:
+        _registry_case_consent(alj_policy, registry)
+
+
+def _registry_case_consent(alj_policy: pg.Policy, registry: pg.Registry) -> None:
     pg.configure(policy=alj_policy, registry=registry)
 
     class Employee(pg.GuardedModel):
@@ -544,7 +551,6 @@ def test_a_registry_consent_widens_but_not_a_strict_category(alj_policy: pg.Poli
         assert employee.email == CANARY
         with pytest.raises(pg.PurposeViolation):
             _ = employee.my_number
-    registry.close()
 
 
 # --- the policy file tags fields by path -----------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import sys
 import threading
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from types import CodeType, FrameType
@@ -40,7 +41,8 @@ _CONSENT_CACHE_LIMIT = 1024
 
 _get = _current.get
 _state = _config.state
-_fields_by_name: dict[str, FieldGuard] = {}  # for unpickling a sealed value: path → its guard
+#: for unpickling a sealed value: field path → its guard (weak: guards die with their classes)
+_fields_by_name: weakref.WeakValueDictionary[str, FieldGuard] = weakref.WeakValueDictionary()
 
 
 class SealedPickleError(PurposeGuardError, TypeError):
