@@ -662,7 +662,7 @@ def test_guarded_needs_a_dataclass() -> None:
 def test_a_dataclass_with_consent_and_subject(alj_policy: pg.Policy) -> None:
     pg.configure(policy=alj_policy, subject_key=b"k")
 
-    @pg.guarded(on_denied="raise")
+    @pg.guarded(pickle="refuse")
     @dataclass
     class Contact:
         email: Annotated[str, pg.CollectedFor("inquiry")]

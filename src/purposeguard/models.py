@@ -299,12 +299,15 @@ def _collect(
             on_denied=on_denied,
             pickle=pickle,
         )
-        _config.register(guard)
         guards[name] = guard
         if markers:
             class_tags[name] = markers[0].tag
         else:
             policy_only.add(name)
+    for guard in guards.values():  # validate every field first: a bad tag registers none
+        guard.prepare(compiled)
+    for guard in guards.values():
+        _config.register(guard)
     return guards, class_tags, consent, subject, policy_only
 
 
@@ -340,7 +343,7 @@ class _ModelField:
         guard = self.guard
         if _get() in guard.allowed:
             registry = _state.registry
-            if registry is None or not registry.restricted:
+            if registry is None or not registry.restricted or _unrestricted(obj, registry):
                 if type(value) is Sealed:
                     if value._f is guard:
                         return value._v
@@ -356,6 +359,21 @@ class _ModelField:
     def __set__(self, obj: Any, value: Any) -> None:  # object.__setattr__ lands here
         layout: _Layout = type(obj).__purposeguard_layout__
         obj.__dict__[self.name] = seal(self.guard, value, layout.meta(obj))
+
+
+def _unrestricted(obj: Any, registry: Any) -> bool:
+    """True iff the subject registry has nothing to say about this record: it names no subject,
+    or a subject (a str, as the registry keys them) with no restriction. Anything else takes the
+    slow path, which applies the registry's rules."""
+    layout: _Layout = type(obj).__purposeguard_layout__
+    name = layout.subject
+    if name is None:
+        return True
+    try:
+        subject = obj.__dict__[name]  # pydantic models and plain dataclasses keep it here
+    except (AttributeError, KeyError):
+        subject = layout.stored(obj, name)
+    return type(subject) is str and subject not in registry.restricted
 
 
 def _read(obj: Any, guard: FieldGuard, value: Any, channel: str) -> Any:
@@ -539,7 +557,7 @@ class _DataclassField:
         guard = self.guard
         if _get() in guard.allowed:
             registry = _state.registry
-            if registry is None or not registry.restricted:
+            if registry is None or not registry.restricted or _unrestricted(obj, registry):
                 if type(value) is Sealed:
                     if value._f is guard:
                         return value._v
@@ -590,14 +608,10 @@ C = TypeVar("C", bound=type)
 @overload
 def guarded(cls: C, /) -> C: ...
 @overload
-def guarded(
-    *, on_denied: OnDenied = "raise", pickle: PickleMode = "refuse"
-) -> typing.Callable[[C], C]: ...
+def guarded(*, pickle: PickleMode = "refuse") -> typing.Callable[[C], C]: ...
 
 
-def guarded(
-    cls: Any = None, /, *, on_denied: OnDenied = "raise", pickle: PickleMode = "refuse"
-) -> Any:
+def guarded(cls: Any = None, /, *, pickle: PickleMode = "refuse") -> Any:
     """Guard a stdlib dataclass's ``CollectedFor`` fields: ``@pg.guarded`` above ``@dataclass``.
 
     Reads are checked (``getattr``, ``dataclasses.asdict``/``astuple``, the generated ``==`` and
@@ -610,15 +624,13 @@ def guarded(
     localns = dict(frame.f_locals) if frame.f_code.co_name != "<module>" else None
 
     def decorate(klass: C) -> C:
-        _instrument_dataclass(klass, on_denied, pickle, localns)
+        _instrument_dataclass(klass, pickle, localns)
         return klass
 
     return decorate if cls is None else decorate(cls)
 
 
-def _instrument_dataclass(
-    cls: type, on_denied: OnDenied, pickle: PickleMode, localns: dict[str, Any] | None
-) -> None:
+def _instrument_dataclass(cls: type, pickle: PickleMode, localns: dict[str, Any] | None) -> None:
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         raise ConfigurationError(
             f"@pg.guarded takes a dataclass, not {cls!r}: put it above @dataclass "
@@ -626,7 +638,7 @@ def _instrument_dataclass(
         )
     if "__purposeguard_layout__" in cls.__dict__:
         raise ConfigurationError(f"{cls.__qualname__} is already guarded")
-    _options(cls, on_denied, pickle)
+    _options(cls, "raise", pickle)
     module = sys.modules.get(cls.__module__)
     try:
         hints = typing.get_type_hints(
@@ -648,7 +660,7 @@ def _instrument_dataclass(
     guards, class_tags, consent, subject, _ = _collect(
         path,
         ((f.name, _split(hints.get(f.name)), default_of(f)) for f in fields),
-        on_denied,
+        "raise",  # pydantic dumps a dataclass through its attributes: reads
         pickle,
     )
     slotted = "__slots__" in cls.__dict__
