@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import linecache
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -697,3 +698,48 @@ def test_a_purpose_scoped_to_a_generator_covers_its_reads(configured: pg.Policy)
             yield applicant.model_dump()["email"]
 
     assert list(emails()) == [CANARY, CANARY]
+
+
+def test_events_name_the_line_that_used_the_data(configured: pg.Policy) -> None:
+    class Applicant(pg.GuardedModel):
+        email: Annotated[str, pg.CollectedFor("recruitment")]
+
+    applicant = Applicant(email=CANARY)
+    with pg.testing.capture_violations() as events, pg.purpose("marketing"):
+        with pytest.raises(pg.PurposeViolation):
+            _ = applicant.email
+        with pytest.raises(pg.PurposeViolation):
+            applicant.model_dump()
+    files, lines = zip(*(e["code"].rsplit(":", 1) for e in events), strict=True)
+    assert (__file__, __file__) == files
+    assert [linecache.getline(__file__, int(n)).strip() for n in lines] == [
+        "_ = applicant.email",
+        "applicant.model_dump()",
+    ]
+
+
+def test_a_slotted_dataclass_pickles_its_seals_not_its_values(configured: pg.Policy) -> None:
+    @pg.guarded
+    @dataclass(slots=True)
+    class Slotted:
+        name: str
+        email: Annotated[str, pg.CollectedFor("recruitment")]
+
+    record = Slotted("n", CANARY)
+    state = record.__getstate__()  # type: ignore[attr-defined]
+    assert [state[0], repr(state[1])] == ["n", "<guarded>"]
+    with pg.purpose("recruitment"), pytest.raises(pg.SealedPickleError):
+        pickle.dumps(state)
+
+
+def test_a_policy_field_entry_can_set_the_mode(alj_policy: pg.Policy) -> None:
+    path = f"{__name__}.Rollout.email"
+    pg.configure(
+        policy=with_policy(
+            alj_policy, fields={path: {"collected_for": ["recruitment"], "mode": "monitor"}}
+        )
+    )
+    Rollout = create_model("Rollout", __base__=pg.GuardedModel, __module__=__name__, email=str)
+    with pg.testing.capture_violations() as events, pg.purpose("marketing"):
+        assert Rollout(email=CANARY).email == CANARY
+    assert [(e["mode"], e["enforced"]) for e in events] == [("monitor", False)]
