@@ -743,3 +743,27 @@ def test_a_policy_field_entry_can_set_the_mode(alj_policy: pg.Policy) -> None:
     with pg.testing.capture_violations() as events, pg.purpose("marketing"):
         assert Rollout(email=CANARY).email == CANARY
     assert [(e["mode"], e["enforced"]) for e in events] == [("monitor", False)]
+
+
+def test_the_serialization_schema_is_the_fields_own(configured: pg.Policy) -> None:
+    class Applicant(pg.GuardedModel):
+        email: Annotated[str, pg.CollectedFor("recruitment")]
+
+    class Redacted(pg.GuardedModel):
+        purposeguard_on_denied = "redact"
+        email: Annotated[str, pg.CollectedFor("recruitment")]
+
+    class RedactedChild(Redacted):
+        pass
+
+    def email_schema(cls: type[BaseModel]) -> Any:
+        return cls.model_json_schema(mode="serialization")["properties"]["email"]
+
+    assert email_schema(Applicant) == {"title": "Email", "type": "string"}
+    expected = {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Email"}
+    assert expected == email_schema(Redacted)
+    assert expected == email_schema(RedactedChild)
+    assert Redacted.model_json_schema()["properties"]["email"] == {
+        "title": "Email",
+        "type": "string",
+    }

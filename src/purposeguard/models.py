@@ -113,13 +113,27 @@ class CollectedFor:
 
 def _sealing_schema(inner: core_schema.CoreSchema) -> core_schema.CoreSchema:
     """``inner`` with a serializer that opens a sealed value only after the purpose check; the
-    opened value is then serialized by ``inner`` (``None`` when a denied field is redacted)."""
+    opened value is then serialized by ``inner`` itself (its own serializer included)."""
     return {
         **inner,
         "serialization": core_schema.plain_serializer_function_ser_schema(
-            dump_sealed, return_schema=core_schema.nullable_schema(inner)
+            dump_sealed, return_schema=inner
         ),
     }
+
+
+class _Redactable:
+    """Added to the guarded fields of a model that redacts: a dump may write ``None``."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)
+        ser: Any = schema.get("serialization")
+        if ser is None or ser.get("function") is not dump_sealed:
+            return schema
+        nullable = core_schema.nullable_schema(ser["return_schema"])
+        return {**schema, "serialization": {**ser, "return_schema": nullable}}
 
 
 class _PolicySealed:
@@ -510,12 +524,18 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
     )
     rebuild = False
     for name in policy_only:
-        infos[name].metadata.append(_PolicySealed())
-        rebuild = True
+        if not any(isinstance(m, _PolicySealed) for m in infos[name].metadata):
+            infos[name].metadata.append(_PolicySealed())
+            rebuild = True
     if cls.purposeguard_on_denied == "omit":
         for name in guards:
             infos[name].exclude_if = exclude_sealed
             rebuild = True
+    elif cls.purposeguard_on_denied == "redact":
+        for name in guards:
+            if not any(isinstance(m, _Redactable) for m in infos[name].metadata):
+                infos[name].metadata.append(_Redactable())
+                rebuild = True
     if rebuild:
         cls.model_rebuild(force=True)
     for name, guard in guards.items():
