@@ -14,6 +14,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any, Final, Literal
@@ -49,26 +50,16 @@ class SealedPickleError(PurposeGuardError, TypeError):
     """A guarded value was pickled, which its model refuses (see ``purposeguard_pickle``)."""
 
 
+@dataclass(frozen=True, slots=True, repr=False)
 class Meta:
-    """What a record says about itself: the purposes its subject consented to, and its subject."""
+    """What a record says about itself: the purposes its subject consented to, and its subject.
+    Its ``repr`` never shows the subject id."""
 
-    __slots__ = ("consent", "subject")
-
-    def __init__(self, consent: tuple[str, ...], subject: object) -> None:
-        self.consent = consent
-        self.subject = subject
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Meta)
-            and self.consent == other.consent
-            and self.subject == other.subject
-        )
-
-    __hash__ = None  # type: ignore[assignment]
+    consent: tuple[str, ...]
+    subject: object
 
     def __repr__(self) -> str:
-        return "<purposeguard record meta>"
+        return f"<purposeguard record meta consent={self.consent!r}>"
 
 
 def make_meta(consent: object, subject: object) -> Meta | None:
