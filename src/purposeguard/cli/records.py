@@ -79,7 +79,7 @@ def records(subject: str, store_path: str, fmt: str) -> None:
         return
     table = Table(title=f"Records of provision for subject {neutralize(subject, 80)}")
     for column in ("date (UTC)", "recipient", "kind", "data items", "basis", "consent / ground"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for r in found:
         basis = r.basis + (f" (violation: {r.violation})" if r.violation else "")
         why = r.consent_ref or (f"{r.ground}: {r.justification}" if r.ground else "")
@@ -153,7 +153,7 @@ def purposes(
         title=f"Purposes of use: {notice.model} (policy {notice.policy_id}@{notice.policy_version})"
     )
     for column in ("field", "collected for", "may be used for", "category", "retention"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for f in notice.fields:
         table.add_row(
             f.field,
