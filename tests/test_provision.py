@@ -287,3 +287,12 @@ def test_each_provision_is_also_an_audit_event_without_the_subject_or_the_justif
     )
     assert event["subject"].startswith("hmac-sha256:")
     assert CANARY not in json.dumps(logs, default=str)
+
+
+def test_every_form_refuses_a_str_where_a_list_of_names_is_meant(registry: pg.Registry) -> None:
+    with pytest.raises(ConfigurationError, match="not a str"):
+        pg.providing("tax_office", subject="s", fields="email").__enter__()
+    with pytest.raises(ConfigurationError, match="not a str"):
+        pg.provides("tax_office", subject="s", fields="email")
+    with pytest.raises(ConfigurationError, match="not a str"):
+        pg.provide("tax_office", subject="s", fields=["email"], categories="my_number")

@@ -186,6 +186,11 @@ def _field_names(
     return tuple(names), tuple(paths)
 
 
+def _frozen(items: Iterable[Any]) -> Any:
+    """A tuple of ``items``; a str stays a str, so the checks refuse it rather than spell it."""
+    return items if isinstance(items, str) else tuple(items)
+
+
 def _check_basis(basis: object, justification: object) -> tuple[LegalGround | None, str | None]:
     if basis is None:
         if justification is not None:
@@ -348,7 +353,14 @@ class providing:
         justification: str | None = None,
         categories: Iterable[str] = (),
     ) -> None:
-        self._args = (recipient, subject, tuple(fields), basis, justification, tuple(categories))
+        self._args = (
+            recipient,
+            subject,
+            _frozen(fields),
+            basis,
+            justification,
+            _frozen(categories),
+        )
         self._plan: _Plan | None = None
         self.record: ProvisionRecord | None = None
 
@@ -375,7 +387,7 @@ def provides(
     """Decorate a function that sends data out. ``subject`` names its parameter that holds the
     subject id. Each call is checked before the function runs and recorded after it returns
     (sync and async functions)."""
-    fields, categories = tuple(fields), tuple(categories)
+    fields, categories = _frozen(fields), _frozen(categories)
     _field_names(fields)
     _check_basis(basis, justification)
 
