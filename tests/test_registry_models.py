@@ -58,3 +58,14 @@ def test_a_record_without_a_subject_is_not_affected_by_the_registry(
     registry.suspend_use("anyone")
     with pg.purpose("inquiry"):
         assert Inquiry(text="hello").text == "hello"
+
+
+def test_check_subject_knows_a_models_own_strict_category(registry: pg.Registry) -> None:
+    class Employee(pg.GuardedModel):
+        my_number: Annotated[str, pg.CollectedFor("tax", category="my_number")]
+
+    registry.grant_consent("e", purposes=["marketing"])
+    d = pg.check_subject("marketing", subject="e", field=(Employee, "my_number"))
+    assert (d.allowed, d.reason) == (False, "not_allowed")
+    ok = pg.check_subject("tax.withholding", subject="e", field=(Employee, "my_number"))
+    assert ok.allowed

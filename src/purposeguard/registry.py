@@ -535,11 +535,16 @@ def _category(policy: Policy | None, name: str | None, field: tuple[Any, str] | 
     if policy is None:
         return None
     if name is None and field is not None:
-        from ._guard import field_ref
+        owner, attr = field
+        layout = getattr(owner, "__purposeguard_layout__", None)  # a guarded model's own marker
+        guard = getattr(layout, "guards", {}).get(attr) if layout is not None else None
+        name = getattr(guard, "category", None)
+        if name is None:
+            from ._guard import field_ref
 
-        tag = policy.fields.get(field_ref(*field).path)
-        name = tag.category if tag is not None else None
-    return policy.categories.get(name) if name is not None else None
+            tag = policy.fields.get(field_ref(owner, attr).path)
+            name = tag.category if tag is not None else None
+    return policy.categories.get(name) if isinstance(name, str) else None
 
 
 def check_subject(
