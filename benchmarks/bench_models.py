@@ -2,7 +2,8 @@
 
 - a guarded field read, allowed, against a bare call of ``def f(x): return x`` (budget 10x);
 - a purpose-aware ``model_dump``, allowed, against ``model_dump`` of the same model without
-  guards (budget 1.5x); also ``model_dump_json`` (reported against the same budget).
+  guards (budget 1.5x); also the serializer alone (``to_python``, without BaseModel's Python
+  wrapper, which GuardedModel skips) and ``model_dump_json``, against the same budget.
 
     python benchmarks/bench_models.py [--quick]
 """
@@ -115,6 +116,20 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 1.5,
                 _ratio("record.model_dump()", "plain.model_dump()", env, dump_number, repeat),
                 "model_dump of the same model unguarded",
+            )
+        )
+        rows.append(
+            _row(
+                "purpose-aware serializer alone (to_python), allowed",
+                1.5,
+                _ratio(
+                    "record.__pydantic_serializer__.to_python(record)",
+                    "plain.__pydantic_serializer__.to_python(plain)",
+                    env,
+                    dump_number,
+                    repeat,
+                ),
+                "to_python of the same model unguarded",
             )
         )
         rows.append(
