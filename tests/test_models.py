@@ -767,3 +767,39 @@ def test_the_serialization_schema_is_the_fields_own(configured: pg.Policy) -> No
         "title": "Email",
         "type": "string",
     }
+
+
+def test_the_policy_puts_a_field_in_a_strict_category(alj_policy: pg.Policy) -> None:
+    path = f"{__name__}.Payroll.my_number"
+    entry = {"collected_for": ["tax.withholding"], "category": "my_number"}
+    pg.configure(policy=with_policy(alj_policy, fields={path: entry}))
+    Payroll = create_model(
+        "Payroll",
+        __base__=pg.GuardedModel,
+        __module__=__name__,
+        my_number=str,
+        consent=(Annotated[frozenset[str], pg.Consent], frozenset()),
+    )
+    record = Payroll(my_number=CANARY, consent={"marketing"})
+    with pg.purpose("tax.withholding"):
+        assert record.my_number == CANARY
+    with pg.purpose("marketing"), pytest.raises(pg.PurposeViolation):
+        _ = record.my_number
+
+
+def test_the_policy_tags_a_dataclass_defined_after_it(alj_policy: pg.Policy) -> None:
+    path = f"{__name__}.Visitor.badge"
+    pg.configure(policy=with_policy(alj_policy, fields={path: {"collected_for": ["security"]}}))
+
+    @dataclass
+    class Visitor:
+        badge: str
+
+    Visitor.__qualname__ = "Visitor"  # as if defined at module level, where the path points
+    pg.guarded(Visitor)
+    visitor = Visitor(CANARY)
+    assert isinstance(vars(visitor)["badge"], Sealed)
+    with pg.purpose("security"):
+        assert visitor.badge == CANARY
+    with pg.purpose("marketing"), pytest.raises(pg.PurposeViolation):
+        _ = visitor.badge
