@@ -5,7 +5,7 @@
 
 Budgets are ratios (DESIGN §7), never absolute times: this machine is shared and noisy. A full
 run marks every row against its budget; ``--check`` fails (exit 1) when a ratio exceeds its budget
-by more than ``--tolerance`` (default 1.5×, to ride out noise in short quick runs).
+by more than ``--tolerance`` (default 1.5 times, to ride out noise in short quick runs).
 """
 
 from __future__ import annotations

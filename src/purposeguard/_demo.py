@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
@@ -17,7 +18,7 @@ SKILL_SHEETS = {"A-1001": {"name": "Hanako Yamada", "skills": ["Python", "Postgr
 
 
 @pg.accessor(collected_for=("recruitment", "staffing"))
-def load_skill_sheet(applicant_id: str) -> dict[str, object]:
+def load_skill_sheet(applicant_id: str) -> Mapping[str, object]:
     """Skill sheets were collected for recruitment and staffing selection ([1]-5, [1]-10)."""
     return SKILL_SHEETS[applicant_id]
 
