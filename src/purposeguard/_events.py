@@ -12,10 +12,11 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any, Protocol
 
 import structlog
@@ -60,16 +61,25 @@ def now_iso() -> str:
     return f"{cached[1]}.{int((now - whole) * 1_000_000):06d}Z"
 
 
+_skip_code: dict[CodeType, bool] = {}
+
+
 def caller_location() -> str | None:
     """``file:line`` of the first frame outside purposeguard and the libraries it drives."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if (
-            not filename.startswith(_SKIP_DIRS) and not filename.endswith(_SKIP_FILES)
-        ) or filename == _DEMO_FILE:
-            return f"{filename}:{frame.f_lineno}"
-        frame = frame.f_back  # type: ignore[assignment]
+        code = frame.f_code
+        skip = _skip_code.get(code)
+        if skip is None:
+            filename = code.co_filename
+            skip = (
+                filename.startswith(_SKIP_DIRS) or filename.endswith(_SKIP_FILES)
+            ) and filename != _DEMO_FILE
+            if len(_skip_code) < 10_000:
+                _skip_code[code] = skip
+        if not skip:
+            return f"{code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
     return None
 
 
@@ -85,6 +95,9 @@ _meter = metrics.get_meter("purposeguard")
 _decisions = _meter.create_counter(
     "purposeguard.decisions", unit="{decision}", description="Denied uses of guarded data"
 )
+
+
+_DENY_ATTRIBUTES = {m: {"decision": "deny", "mode": m} for m in ("enforce", "monitor")}
 
 
 class Emitter:
@@ -107,7 +120,8 @@ class Emitter:
         atexit.register(self.close)
 
     def _reset_state(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # the same lock, for waiting on it
         self._queue: deque[tuple[str, dict[str, Any]]] = deque()
         self._enqueued = 0
         self._written = 0
@@ -119,16 +133,44 @@ class Emitter:
 
     # --- producers ------------------------------------------------------------------------------
 
-    def violation(self, event: dict[str, Any]) -> None:
-        """Record a violation event (a dict of VIOLATION_KEYS)."""
+    def violation(
+        self,
+        key: tuple[Any, ...],
+        mode: str,
+        build: Callable[..., dict[str, Any]],
+        args: tuple[Any, ...],
+    ) -> None:
+        """Record a violation. ``key`` identifies identical violations (field, accessor, purpose,
+        reason, code location); ``build(*args)`` makes the event (a dict of VIOLATION_KEYS), and
+        is not called for a storm-suppressed violation that no capture or recording span needs."""
+        _decisions.add(1, _DENY_ATTRIBUTES.get(mode) or {"decision": "deny", "mode": mode})
         span = trace.get_current_span()
+        recording = span.is_recording()
+        with self._lock:
+            out = (
+                self._roll_window()
+                if time.monotonic() - self._window_start >= self.storm_window
+                else []
+            )
+            entry = self._storm.get(key)
+            if entry is None:
+                entry = self._storm[key] = [0, 0, None]
+            entry[0] += 1
+            suppressed = entry[0] > self.storm_limit
+            if suppressed:
+                entry[1] += 1  # counted into the window's summary instead
+        if suppressed and not recording and not self._captures:
+            if out and self.sinks:
+                self._to_sinks(out)
+            return
+        event = build(*args)
         ctx = span.get_span_context()
         if ctx.is_valid:
             event["trace_id"] = format(ctx.trace_id, "032x")
             event["span_id"] = format(ctx.span_id, "016x")
         for captured in self._captures:
             captured.append(dict(event))
-        if span.is_recording():
+        if recording:
             span.add_event(
                 VIOLATION,
                 {
@@ -137,19 +179,12 @@ class Emitter:
                     if v is not None and k != "event"
                 },
             )
-        _decisions.add(1, {"decision": "deny", "mode": event["mode"]})
-        key = (event["field"], event["accessor"], event["purpose"], event["reason"], event["code"])
-        with self._cond:
-            out = self._roll_window()
-            entry = self._storm.get(key)
-            if entry is None:
-                entry = self._storm[key] = [0, 0, event]
-            entry[0] += 1
-            if entry[0] > self.storm_limit:
-                entry[1] += 1  # counted into the window's summary instead
-            else:
+        if not suppressed:
+            with self._lock:
+                if entry[2] is None:
+                    entry[2] = event  # the summary of this storm is written from the first one
                 self._put(VIOLATION, event)
-                out.append(event)
+            out.append(event)
         if out and self.sinks:
             self._to_sinks(out)
 
@@ -188,7 +223,7 @@ class Emitter:
             return []
         out: list[dict[str, Any]] = []
         for _count, suppressed, first in self._storm.values():
-            if suppressed:
+            if suppressed and first is not None:
                 summary = {k: first.get(k) for k in _SUMMARY_KEYS}
                 summary.update(event=SUMMARY, ts=now_iso(), decision="deny", count=suppressed,
                                window_seconds=round(now - self._window_start, 3))  # fmt: skip

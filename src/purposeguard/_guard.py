@@ -141,7 +141,7 @@ class Guard:
     def deny(self, raw: object, channel: str, subject: str | None = None) -> None:
         """The slow path, entered when the fast test failed. Returns if the use may proceed
         (allowed after all, or monitor mode); raises PurposeViolation in enforce mode."""
-        purpose = resolve(raw)
+        purpose = raw if raw is None or type(raw) is str else resolve(raw)
         if purpose is not None and purpose in self.allowed:
             return
         state = self.state
@@ -167,6 +167,44 @@ def subject_hash(subject_id: object) -> str | None:
     return "hmac-sha256:" + hmac.new(key, str(subject_id).encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def _event(
+    mode: str,
+    reason: str,
+    purpose: str | None,
+    allowed: tuple[str, ...],
+    prohibited: tuple[str, ...],
+    field: str | None,
+    accessor_name: str | None,
+    channel: str,
+    compiled: CompiledPolicy | None,
+    subject: str | None,
+    code: str | None,
+) -> dict[str, Any]:
+    """A violation event (DESIGN §5): allowlisted keys only, never a value."""
+    return {
+        "event": VIOLATION,
+        "schema": SCHEMA,
+        "ts": now_iso(),
+        "decision": "deny",
+        "mode": mode,
+        "enforced": mode == "enforce",
+        "reason": reason,
+        "purpose": purpose,
+        "allowed": list(allowed),
+        "prohibited": list(prohibited),
+        "field": field,
+        "accessor": accessor_name,
+        "channel": channel,
+        "policy_id": compiled.id if compiled else None,
+        "policy_version": compiled.version if compiled else None,
+        "subject": subject,
+        "trace_id": None,
+        "span_id": None,
+        "service": emitter.service,
+        "code": code,
+    }
+
+
 def violate(
     guard: Guard,
     purpose: str | None,
@@ -183,31 +221,25 @@ def violate(
         mode = _config.mode_for(purpose, tag.mode if tag else None)
     allowed = tag.collected_for if tag else ()
     prohibited = tag.prohibited if tag else ()
-    field = guard.name if guard.kind == "field" else None
-    accessor_name = guard.name if guard.kind != "field" else None
+    field, accessor_name = (guard.name, None) if guard.kind == "field" else (None, guard.name)
+    code = caller_location()
     emitter.violation(
-        {
-            "event": VIOLATION,
-            "schema": SCHEMA,
-            "ts": now_iso(),
-            "decision": "deny",
-            "mode": mode,
-            "enforced": mode == "enforce",
-            "reason": rule.kind,
-            "purpose": purpose,
-            "allowed": list(allowed),
-            "prohibited": list(prohibited),
-            "field": field,
-            "accessor": accessor_name,
-            "channel": channel,
-            "policy_id": compiled.id if compiled else None,
-            "policy_version": compiled.version if compiled else None,
-            "subject": subject,
-            "trace_id": None,
-            "span_id": None,
-            "service": emitter.service,
-            "code": caller_location(),
-        }
+        (field, accessor_name, purpose, rule.kind, code),
+        mode,
+        _event,
+        (
+            mode,
+            rule.kind,
+            purpose,
+            allowed,
+            prohibited,
+            field,
+            accessor_name,
+            channel,
+            compiled,
+            subject,
+            code,
+        ),
     )
     if mode == "enforce":
         raise PurposeViolation(
@@ -451,6 +483,10 @@ def _check_slow(
         guard = Guard("check", "check", sources)
         guard.install(guard.prepare(compiled))
         rule, _ = guard.decide(purpose)
+        if rule.kind == "allowed" and field is not None and compiled is not None:
+            closed = _strict_closed(compiled, field)
+            if closed is not None and purpose not in closed:
+                rule = Rule("not_allowed")  # as a read of the field says: outside the closed list
     except (PolicyError, ConfigurationError, TypeError):
         rule = Rule("invalid_tag")
     shown = purpose if purpose is None or is_purpose_id(purpose) else None
@@ -468,6 +504,18 @@ def _check_slow(
         except TypeError:  # unhashable arguments: answer without caching
             pass
     return decision
+
+
+def _strict_closed(compiled: CompiledPolicy, field: tuple[Any, str]) -> frozenset[str] | None:
+    """The closed purpose set of the strict category ``field`` is in (its class's
+    ``CollectedFor(category=...)``, else the policy's ``fields:`` entry), or None."""
+    owner, name = field
+    layout = getattr(owner, "__purposeguard_layout__", None)
+    field_guard = getattr(layout, "guards", {}).get(name) if layout is not None else None
+    category = getattr(field_guard, "category", None)
+    if not isinstance(category, str):
+        category = compiled.field_categories.get(field_ref(owner, name).path)
+    return compiled.strict.get(category) if category is not None else None
 
 
 def explain(
