@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import structlog
 
 from ._compile import CompiledPolicy, compile_policy
-from ._events import Sink, emitter
+from ._events import ENV_SERVICE, Sink, emitter
 from ._ids import ancestors
 from ._policy import Mode, Policy, load_policy
 from .exceptions import ConfigurationError, PolicyError
@@ -33,8 +33,6 @@ __all__ = ["ENV_AUDIT_KEY", "ENV_SERVICE", "configure", "get_policy", "reload_po
 #: Environment variable: the HMAC key (text) for audit-log headers and checkpoints, when
 #: ``configure(audit_key=)`` is not given.
 ENV_AUDIT_KEY: Final = AUDIT_KEY_ENV
-#: Environment variable: the ``service`` written into every event (else ``OTEL_SERVICE_NAME``).
-ENV_SERVICE: Final = "PURPOSEGUARD_SERVICE"
 
 _UNSET: Any = object()
 _MODES = ("enforce", "monitor")

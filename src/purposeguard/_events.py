@@ -25,6 +25,8 @@ from opentelemetry import metrics, trace
 __all__ = ["SCHEMA", "VIOLATION_KEYS", "Emitter", "Sink", "emitter"]
 
 SCHEMA = "purposeguard.violation/1"
+#: Environment variable: the ``service`` written into every event (else ``OTEL_SERVICE_NAME``).
+ENV_SERVICE = "PURPOSEGUARD_SERVICE"
 VIOLATION = "purposeguard.violation"
 SUMMARY = "purposeguard.violation_summary"
 DROPPED = "purposeguard.dropped"
@@ -113,7 +115,7 @@ class Emitter:
         self.storm_window = 1.0
         self.sinks: tuple[Sink, ...] = ()
         self.service: str | None = (
-            os.environ.get("PURPOSEGUARD_SERVICE") or os.environ.get("OTEL_SERVICE_NAME") or None
+            os.environ.get(ENV_SERVICE) or os.environ.get("OTEL_SERVICE_NAME") or None
         )
         self._captures: list[list[dict[str, Any]]] = []
         os.register_at_fork(after_in_child=self._reset_state)
