@@ -169,6 +169,13 @@ def test_bad_arguments_are_configuration_errors() -> None:
         pg.configure(audit_key=b"k")
 
 
+def test_a_bad_argument_changes_nothing(configured: pg.Policy) -> None:
+    other = pg.testing.make_policy(["recruitment", "marketing"], id="other")
+    with pytest.raises(pg.ConfigurationError):
+        pg.configure(policy=other, service="x", storm_limit=-1)
+    assert pg.get_policy() is configured
+
+
 def test_no_stale_decision_after_a_swap_returns() -> None:
     """Readers hammer an accessor while the policy flips between one where marketing is
     compatible with recruitment and one where it is not; after each configure() returns, the very

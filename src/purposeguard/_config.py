@@ -182,13 +182,23 @@ def configure(
     Raises :class:`PolicyError` (and changes nothing) if the policy is invalid or does not
     declare a purpose that a guard already defined uses.
     """
+    # Arguments are checked before anything changes: a bad one leaves the configuration as it was.
+    if mode is not _UNSET and mode is not None and mode not in _MODES:
+        raise ConfigurationError(f"mode must be 'enforce', 'monitor' or None, not {mode!r}")
+    for name, value in (
+        ("storm_limit", storm_limit),
+        ("storm_window", storm_window),
+        ("buffer_size", buffer_size),
+    ):
+        if value is not _UNSET:
+            _positive(name, value)
+    if audit_key is not _UNSET and audit_log is _UNSET:
+        raise ConfigurationError("audit_key= is given without audit_log=; pass both")
     with _lock:
         before = _effective_modes()
         if policy is not _UNSET:
             _set_policy(policy)
         if mode is not _UNSET:
-            if mode is not None and mode not in _MODES:
-                raise ConfigurationError(f"mode must be 'enforce', 'monitor' or None, not {mode!r}")
             state.mode_override = mode
         if subject_key is not _UNSET:
             state.subject_key = (
@@ -206,11 +216,18 @@ def configure(
             _set_audit(audit_log, audit_key)
         if registry is not _UNSET:
             _set_registry(registry)
-        after = _effective_modes()
-        if before != after:
-            changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
-                       if before.get(k) != after.get(k)}  # fmt: skip
-            emitter.record("purposeguard.mode_change", {"changes": changes, **_policy_fields()})
+        _record_mode_changes(before)
+
+
+def _record_mode_changes(before: dict[str, Mode]) -> None:
+    after = _effective_modes()
+    if before != after:
+        changes = {
+            key: [before.get(key), after.get(key)]
+            for key in sorted(before.keys() | after.keys())
+            if before.get(key) != after.get(key)
+        }
+        emitter.record("purposeguard.mode_change", {"changes": changes, **_policy_fields()})
 
 
 def _positive(name: str, value: Any) -> Any:
@@ -259,16 +276,10 @@ def reload_policy() -> None:
             )
             raise
         emitter.record("purposeguard.policy_reload", {"source": source, **_policy_fields()})
-        after = _effective_modes()
-        if before != after:
-            changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
-                       if before.get(k) != after.get(k)}  # fmt: skip
-            emitter.record("purposeguard.mode_change", {"changes": changes, **_policy_fields()})
+        _record_mode_changes(before)
 
 
 def _set_audit(audit_log: Any, audit_key: Any) -> None:
-    if audit_key is not _UNSET and audit_log is _UNSET:
-        raise ConfigurationError("audit_key= is given with audit_log=; pass both")
     old = state.audit
     if audit_log is None:
         new = None
