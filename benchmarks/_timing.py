@@ -7,19 +7,23 @@ import timeit
 from collections.abc import Callable
 from typing import Any
 
+Stmt = Callable[[], Any] | str
 
-def per_call(stmt: Callable[[], Any], number: int) -> float:
-    """Seconds per call of ``stmt`` over ``number`` calls (one sample)."""
-    timer = timeit.Timer(stmt)
+
+def per_call(stmt: Stmt, number: int, env: dict[str, Any] | None = None) -> float:
+    """Seconds per call of ``stmt`` (a callable, or source run with ``env`` as globals) over
+    ``number`` calls (one sample)."""
+    timer = timeit.Timer(stmt, globals=env)
     return timer.timeit(number) / number
 
 
 def ratio(
-    path: Callable[[], Any],
-    baseline: Callable[[], Any],
+    path: Stmt,
+    baseline: Stmt,
     *,
     number: int,
     repeat: int,
+    env: dict[str, Any] | None = None,
 ) -> tuple[float, float, float]:
     """(ratio, path seconds, baseline seconds): min of ``repeat`` interleaved samples each, so
     that a noisy neighbour slows both sides alike and the minimum is the undisturbed cost."""
@@ -28,15 +32,17 @@ def ratio(
     try:
         path_best = base_best = float("inf")
         for _ in range(repeat):
-            base_best = min(base_best, per_call(baseline, number))
-            path_best = min(path_best, per_call(path, number))
+            base_best = min(base_best, per_call(baseline, number, env))
+            path_best = min(path_best, per_call(path, number, env))
     finally:
         if gc_was_enabled:
             gc.enable()
     return path_best / base_best, path_best, base_best
 
 
-def row(name: str, budget: float, measured: tuple[float, float, float], baseline: str) -> dict[str, Any]:
+def row(
+    name: str, budget: float, measured: tuple[float, float, float], baseline: str
+) -> dict[str, Any]:
     value, path_s, base_s = measured
     return {
         "name": name,

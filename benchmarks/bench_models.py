@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import timeit
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,46 +19,13 @@ from pydantic import BaseModel
 
 import purposeguard as pg
 
+from ._timing import ratio, row
+
 POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
 
 
 def f(x: object) -> object:
     return x
-
-
-def _best(stmt: str, env: dict[str, Any], number: int) -> float:
-    return timeit.Timer(stmt, globals=env).timeit(number) / number
-
-
-def _ratio(
-    path: str, base: str, env: dict[str, Any], number: int, repeat: int
-) -> tuple[float, float, float]:
-    """(ratio, path seconds, baseline seconds): the minimum of interleaved samples of each."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        path_s = base_s = float("inf")
-        for _ in range(repeat):
-            base_s = min(base_s, _best(base, env, number))
-            path_s = min(path_s, _best(path, env, number))
-    finally:
-        if enabled:
-            gc.enable()
-    return path_s / base_s, path_s, base_s
-
-
-def _row(
-    name: str, budget: float, measured: tuple[float, float, float], baseline: str
-) -> dict[str, Any]:
-    value, path_s, base_s = measured
-    return {
-        "name": name,
-        "ratio": round(value, 2),
-        "budget": budget,
-        "baseline": baseline,
-        "ns_per_call": round(path_s * 1e9, 1),
-        "baseline_ns": round(base_s * 1e9, 1),
-    }
 
 
 def _models() -> tuple[type[BaseModel], type[BaseModel]]:
@@ -103,41 +68,51 @@ def run(quick: bool) -> list[dict[str, Any]]:
     with pg.purpose("recruitment.selection"):
         assert guarded.model_dump() == plain.model_dump()
         rows.append(
-            _row(
+            row(
                 "guarded model field read, allowed",
                 10.0,
-                _ratio("record.email", "f(x)", env, number, repeat),
+                ratio("record.email", "f(x)", env=env, number=number, repeat=repeat),
                 "bare call f(x)",
             )
         )
         rows.append(
-            _row(
+            row(
                 "purpose-aware model_dump, allowed",
                 1.5,
-                _ratio("record.model_dump()", "plain.model_dump()", env, dump_number, repeat),
+                ratio(
+                    "record.model_dump()",
+                    "plain.model_dump()",
+                    env=env,
+                    number=dump_number,
+                    repeat=repeat,
+                ),
                 "model_dump of the same model unguarded",
             )
         )
         rows.append(
-            _row(
+            row(
                 "purpose-aware serializer alone (to_python), allowed",
                 1.5,
-                _ratio(
+                ratio(
                     "record.__pydantic_serializer__.to_python(record)",
                     "plain.__pydantic_serializer__.to_python(plain)",
-                    env,
-                    dump_number,
-                    repeat,
+                    env=env,
+                    number=dump_number,
+                    repeat=repeat,
                 ),
                 "to_python of the same model unguarded",
             )
         )
         rows.append(
-            _row(
+            row(
                 "purpose-aware model_dump_json, allowed",
                 1.5,
-                _ratio(
-                    "record.model_dump_json()", "plain.model_dump_json()", env, dump_number, repeat
+                ratio(
+                    "record.model_dump_json()",
+                    "plain.model_dump_json()",
+                    env=env,
+                    number=dump_number,
+                    repeat=repeat,
                 ),
                 "model_dump_json of the same model unguarded",
             )

@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"\nwrote {args.json}")
     if args.check and failed:
-        print(f"gross regression (> {args.tolerance}x budget): {', '.join(failed)}", file=sys.stderr)
+        print(
+            f"gross regression (> {args.tolerance}x budget): {', '.join(failed)}", file=sys.stderr
+        )
         return 1
     return 0
 
