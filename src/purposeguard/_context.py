@@ -51,6 +51,11 @@ _current: contextvars.ContextVar[object] = contextvars.ContextVar(
 )
 
 
+_set = _current.set
+_reset = _current.reset
+_getframe = sys._getframe
+
+
 def resolve(value: object) -> str | None:
     """The effective purpose for a raw ContextVar value."""
     while isinstance(value, _Scoped):
@@ -90,11 +95,14 @@ class purpose:
     The id is checked for its form here; whether the policy knows it is decided at each use.
     """
 
-    __slots__ = ("_name", "_tokens")
+    __slots__ = ("_name", "_stack", "_token")
 
     def __init__(self, name: str) -> None:
-        self._name = _validated(name)
-        self._tokens: list[contextvars.Token[object]] = []
+        if type(name) is not str or name not in _valid_ids:
+            _validated(name)
+        self._name = name
+        self._token: contextvars.Token[object] | None = None
+        self._stack: list[contextvars.Token[object]] | None = None  # only when re-entered
 
     @property
     def name(self) -> str:
@@ -103,33 +111,47 @@ class purpose:
     def __repr__(self) -> str:
         return f"purpose({self._name!r})"
 
+    def _push(self, token: contextvars.Token[object]) -> None:
+        if self._token is None:
+            self._token = token
+        elif self._stack is None:
+            self._stack = [token]
+        else:
+            self._stack.append(token)
+
+    def _pop(self) -> contextvars.Token[object]:
+        if self._stack:
+            return self._stack.pop()
+        token, self._token = self._token, None
+        assert token is not None, "purpose.__exit__ without __enter__"
+        return token
+
     def __enter__(self) -> str:
-        caller = sys._getframe(1)
+        caller = _getframe(1)
         value: object = self._name
         if caller.f_code.co_flags & _GENERATOR_FLAGS:
             value = _Scoped(self._name, caller, _current.get())
-        self._tokens.append(_current.set(value))
+        self._push(_set(value))
         return self._name
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        token = self._tokens.pop()
+        token = self._pop()
         try:
-            _current.reset(token)
+            _reset(token)
         except ValueError:  # a generator resumed in another context: restore what it replaced
-            _current.set(
-                token.old_value if token.old_value is not contextvars.Token.MISSING else None
-            )
+            old = token.old_value
+            _set(None if old is contextvars.Token.MISSING else old)
 
     async def __aenter__(self) -> str:
-        self._tokens.append(_current.set(self._name))
+        self._push(_set(self._name))
         return self._name
 
     async def __aexit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        _current.reset(self._tokens.pop())
+        _reset(self._pop())
 
     def __call__(self, fn: F) -> F:
         name = self._name
