@@ -34,6 +34,7 @@ from ._policy import (
 from ._version import __version__
 from .exceptions import ConfigurationError, PolicyError, PurposeGuardError, PurposeViolation
 from .models import (
+    CollectedAt,
     CollectedFor,
     Consent,
     GuardedModel,
@@ -53,6 +54,7 @@ __all__ = [
     "SCHEMA",
     "AuditLog",
     "Category",
+    "CollectedAt",
     "CollectedFor",
     "ConfigurationError",
     "Consent",

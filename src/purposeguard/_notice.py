@@ -94,17 +94,26 @@ def _category(cls: type, name: str, compiled: CompiledPolicy) -> str | None:
 
 
 def retention_for(cls: type, name: str) -> timedelta | None:
-    """The retention period of field ``name`` of ``cls`` under the configured policy: the
-    policy's ``fields:`` entry, else the field's category; None if it has none."""
+    """The retention period of field ``name`` of ``cls``, counted from the record's collection
+    time: the shortest of its ``CollectedFor(retention=...)``, the configured policy's
+    ``fields:`` entry and its category's; None if it has none."""
+    layout = getattr(cls, "__purposeguard_layout__", None)
+    guard = getattr(layout, "guards", {}).get(name) if layout is not None else None
+    if guard is not None:  # a guarded field: the period its reads are held to
+        retention = getattr(guard, "retention", None)
+        return retention if isinstance(retention, timedelta) else None
     compiled = _config.state.compiled
     if compiled is None:
         return None
     spec = compiled.policy.fields.get(f"{cls.__module__}.{cls.__qualname__}.{name}")
-    if spec is not None and spec.retention is not None:
-        return spec.retention
     category = _category(cls, name, compiled)
     found = compiled.policy.categories.get(category) if category else None
-    return found.retention if found is not None else None
+    periods = [
+        p
+        for p in (spec.retention if spec else None, found.retention if found else None)
+        if p is not None
+    ]
+    return min(periods) if periods else None
 
 
 def _usable(

@@ -12,9 +12,11 @@ from __future__ import annotations
 import copy
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any, Final, Literal
@@ -27,7 +29,17 @@ from ._guard import FieldRef, Guard, subject_hash, violate
 from ._ids import is_purpose_id
 from .exceptions import PolicyError, PurposeGuardError, PurposeViolation
 
-__all__ = ["FieldGuard", "Meta", "OnDenied", "PickleMode", "Sealed", "SealedPickleError"]
+__all__ = [
+    "FieldGuard",
+    "Meta",
+    "OnDenied",
+    "PickleMode",
+    "Sealed",
+    "SealedPickleError",
+    "epoch_us",
+    "now_us",
+    "within_retention",
+]
 
 #: What a dump does with a field the active purpose may not use, in enforce mode (in monitor mode
 #: the value always passes and the violation is recorded): raise PurposeViolation, write ``None``
@@ -39,6 +51,8 @@ PickleMode = Literal["refuse", "purpose"]
 
 MISSING: Final[Any] = type("_Missing", (), {"__repr__": lambda self: "<missing>"})()
 _CONSENT_CACHE_LIMIT = 1024
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 _get = _current.get
 _state = _config.state
@@ -50,30 +64,54 @@ class SealedPickleError(PurposeGuardError, TypeError):
     """A guarded value was pickled, which its model refuses (see ``purposeguard_pickle``)."""
 
 
+def now_us() -> int:
+    """The clock retention is measured with: microseconds since the Unix epoch (UTC). Looked up
+    at every use, so tests can replace it (``monkeypatch.setattr(_sealed, "now_us", ...)``)."""
+    return time.time_ns() // 1000
+
+
+def epoch_us(value: object) -> int | None:
+    """A timezone-aware datetime as microseconds since the Unix epoch; None for anything else
+    (a naive datetime names no instant, so it counts as no collection time)."""
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return (value - _EPOCH) // _MICROSECOND
+    return None
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Meta:
-    """What a record says about itself: the purposes its subject consented to, and its subject.
+    """What a record says about itself: the purposes its subject consented to, its subject, and
+    when it was collected (microseconds since the epoch, or None when the record does not say).
     Its ``repr`` never shows the subject id."""
 
     consent: tuple[str, ...]
     subject: object
+    collected_at: int | None = None
 
     def __repr__(self) -> str:
         return f"<purposeguard record meta consent={self.consent!r}>"
 
 
-def make_meta(consent: object, subject: object) -> Meta | None:
-    """A record's meta, or ``None`` when it names neither consent nor subject (the fast case)."""
+def make_meta(consent: object, subject: object, collected_at: object = None) -> Meta | None:
+    """A record's meta, or ``None`` when it names no consent, subject or collection time."""
     purposes: tuple[str, ...] = ()
     if consent is not None and not isinstance(consent, str):
         purposes = tuple(sorted({p for p in consent if is_purpose_id(p)}))  # type: ignore[attr-defined]
-    if not purposes and subject is None:
+    at = epoch_us(collected_at)
+    if not purposes and subject is None and at is None:
         return None
-    return Meta(purposes, subject)
+    return Meta(purposes, subject, at)
 
 
 class FieldGuard(Guard):
-    """The guard of one field: its tags, its strict category, and the model's dump options."""
+    """The guard of one field: its tags, its strict category, its retention, and the model's
+    dump options.
+
+    ``usable`` is every purpose the field may be used for; ``allowed``, the set the fast paths
+    test, is the same set for a field without a retention period and empty for a field with
+    one, so that every use of a retained field takes the slow path (:func:`admit`), which
+    reads the clock.
+    """
 
     __slots__ = (
         "category",
@@ -81,7 +119,12 @@ class FieldGuard(Guard):
         "consent_cache",
         "default",
         "on_denied",
+        "own_retention",
         "pickle",
+        "retention",
+        "retention_us",
+        "timed",
+        "usable",
     )
 
     def __init__(
@@ -93,6 +136,8 @@ class FieldGuard(Guard):
         default: Any = MISSING,
         on_denied: OnDenied = "raise",
         pickle: PickleMode = "refuse",
+        retention: timedelta | None = None,
+        timed: bool = False,
     ) -> None:
         tags = list(tags)
         first = tags[0] if tags else None
@@ -104,6 +149,14 @@ class FieldGuard(Guard):
         #: the strict category's closed purpose set (with descendants), or None
         self.closed: frozenset[str] | None = None
         self.consent_cache: dict[tuple[str, ...], frozenset[str]] = {}
+        #: the retention the class declares (CollectedFor(retention=...)), and the one in force:
+        #: the shortest of it, the policy's fields: entry and the field's category
+        self.own_retention = retention
+        self.retention: timedelta | None = retention
+        self.retention_us: int | None = None
+        #: whether the record has a CollectedAt field
+        self.timed = timed
+        self.usable: frozenset[str] = frozenset()
         _fields_by_name[path] = self
 
     def prepare(self, compiled: CompiledPolicy | None) -> tuple[Any, ...]:
@@ -132,15 +185,46 @@ class FieldGuard(Guard):
                             fix="remove those purposes from the field's tags",
                         )
                 allowed = allowed & closed
-        return (allowed, state, closed)
+        return (allowed, state, closed, self._retention(compiled))
+
+    def _retention(self, compiled: CompiledPolicy | None) -> timedelta | None:
+        """The shortest of the field's own retention, its policy entry's and its category's.
+        A retained field in a record without a CollectedAt field is a PolicyError."""
+        periods = [self.own_retention] if self.own_retention is not None else []
+        if compiled is not None:
+            spec = compiled.policy.fields.get(self.name)
+            if spec is not None and spec.retention is not None:
+                periods.append(spec.retention)
+            category = self.category or compiled.field_categories.get(self.name)
+            found = compiled.policy.categories.get(category) if category else None
+            if found is not None and found.retention is not None:
+                periods.append(found.retention)
+        if not periods:
+            return None
+        if not self.timed and compiled is not None:
+            raise PolicyError(
+                f"field {self.name} has a retention period, but its record has no collection "
+                "time to count it from",
+                file=compiled.policy.source or "<python>",
+                path=f"fields.{self.name}",
+                fix="mark a timezone-aware datetime field of the record with pg.CollectedAt, or "
+                "remove the retention from the field's entry and category",
+            )
+        return min(periods)
 
     def install(self, prepared: object) -> None:
         allowed: frozenset[str]
         state: tuple[CompiledPolicy | None, tuple[Tag, ...]]
         closed: frozenset[str] | None
-        allowed, state, closed = prepared  # type: ignore[misc]
-        super().install((allowed, state))
+        retention: timedelta | None
+        allowed, state, closed, retention = prepared  # type: ignore[misc]
+        # everything the slow path reads first, the fast paths' set last: a reader that sees
+        # the new fast set never meets an old retention
         self.closed = closed
+        self.retention = retention
+        self.retention_us = None if retention is None else retention // _MICROSECOND
+        self.usable = allowed
+        super().install((allowed if retention is None else frozenset(), state))
         self.consent_cache = {}
 
     def consent_allowed(self, consent: tuple[str, ...]) -> frozenset[str]:
@@ -151,7 +235,7 @@ class FieldGuard(Guard):
             return hit
         compiled, tags = self.state
         if compiled is None or self.closed is not None:
-            return self.allowed
+            return self.usable
         extra = tuple(p for p in consent if p in compiled.purposes)
         widened: frozenset[str] | None = None
         for tag in tags:
@@ -176,24 +260,35 @@ class FieldGuard(Guard):
         except Exception:
             return False
 
+    def expired(self, meta: Meta | None) -> bool:
+        """True iff the field has a retention period and the record is past it, counted from
+        its collection time; a record that does not say when it was collected is past it."""
+        period = self.retention_us
+        if period is None:
+            return False
+        collected = meta.collected_at if meta is not None else None
+        return collected is None or now_us() >= collected + period
+
     def permits(self, purpose: str | None, meta: Meta | None) -> bool:
         """Whether a use would be allowed, without recording anything."""
         if purpose is None:
             return False
-        allowed = purpose in self.allowed or (
+        allowed = purpose in self.usable or (
             meta is not None
             and bool(meta.consent)
             and purpose in self.consent_allowed(meta.consent)
         )
         registry = _state.registry
         subject = subject_id(meta) if registry is not None else None
-        if registry is None or subject is None:
-            return allowed
-        if allowed and subject not in registry.restricted:
-            return True
-        rule = Rule("allowed") if allowed else Rule("not_allowed")
-        decision = Decision(allowed, rule.kind, purpose, None, rule)
-        return registry.narrow(decision, subject, strict=self.closed is not None).allowed
+        if (
+            registry is not None
+            and subject is not None
+            and not (allowed and subject not in registry.restricted)
+        ):
+            rule = Rule("allowed") if allowed else Rule("not_allowed")
+            decision = Decision(allowed, rule.kind, purpose, None, rule)
+            allowed = registry.narrow(decision, subject, strict=self.closed is not None).allowed
+        return allowed and not self.expired(meta)
 
 
 def subject_id(meta: Meta | None) -> str | None:
@@ -210,11 +305,12 @@ def admit(guard: FieldGuard, meta: Meta | None, raw: object, channel: str) -> No
 
     A record's consent widens its fields' tags (never a strict category's); then, for a record
     that names its subject and only when a registry is configured, the registry's rules apply
-    (``Registry.narrow``: its consents widen, its suspensions of use narrow).
+    (``Registry.narrow``: its consents widen, its suspensions of use narrow). Last, a use the
+    purposes allow is denied with ``expired`` past the field's retention period.
     """
     purpose = resolve(raw)
     allowed = purpose is not None and (
-        purpose in guard.allowed
+        purpose in guard.usable
         or (
             meta is not None
             and bool(meta.consent)
@@ -240,12 +336,23 @@ def admit(guard: FieldGuard, meta: Meta | None, raw: object, channel: str) -> No
             strict=guard.closed is not None,
         )
         if decision.allowed:
+            if guard.retention_us is not None and guard.expired(meta):
+                _expire(guard, purpose, meta, channel)
             return
         violate(guard, purpose, decision.rule, tag, channel, subject_hash(subject))
         return
     if allowed:
+        if guard.retention_us is not None and guard.expired(meta):
+            _expire(guard, purpose, meta, channel)
         return
     guard.deny(raw, channel, subject_hash(meta.subject) if meta is not None else None)
+
+
+def _expire(guard: FieldGuard, purpose: str | None, meta: Meta | None, channel: str) -> None:
+    """Record a use past the field's retention (reason ``expired``); raise it in enforce mode."""
+    _, tag = guard.decide(purpose)
+    subject = subject_hash(meta.subject) if meta is not None else None
+    violate(guard, purpose, Rule("expired"), tag, channel, subject)
 
 
 def denied_mode(guard: FieldGuard, meta: Meta | None, raw: object) -> str | None:
@@ -262,13 +369,28 @@ def _unrestricted() -> bool:
     return registry is None or not registry.restricted
 
 
+def within_retention(guard: FieldGuard, value: object, raw: object) -> bool:
+    """The short path of a retained field: True iff ``value`` is this field's seal, the purpose
+    may use the field, the seal's record is within the retention period, and no subject is
+    restricted. Anything else (consent, the registry, an expired or untimed record) takes the
+    slow path, which decides and records."""
+    period = guard.retention_us
+    if period is None or type(value) is not Sealed or value._f is not guard:
+        return False
+    meta = value._r
+    at = meta.collected_at if meta is not None else None
+    return at is not None and raw in guard.usable and now_us() < at + period and _unrestricted()
+
+
 def open_sealed(value: Sealed, channel: str) -> Any:
     """The value inside ``value`` (and inside any seal within it), each seal checked."""
     raw = _get()
     inner: Any = value
     while isinstance(inner, Sealed):
         guard = inner._f
-        if not (raw in guard.allowed and _unrestricted()):
+        if not (raw in guard.allowed and _unrestricted()) and not within_retention(
+            guard, inner, raw
+        ):
             admit(guard, inner._r, raw, channel)
         inner = inner._v
     return inner
@@ -375,6 +497,8 @@ def dump_sealed(value: Any) -> Any:
         registry = _state.registry
         if registry is None or not registry.restricted:
             return value._v
+    elif type(value) is Sealed and within_retention(value._f, value, _get()):
+        return value._v
     return _dump_slow(value)
 
 

@@ -14,6 +14,7 @@ import functools
 import sys
 import typing
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, TypeVar, overload
 
@@ -24,7 +25,7 @@ from . import _config
 from ._compile import CompiledPolicy, Tag
 from ._context import _current
 from ._ids import describe_bad_id, is_purpose_id
-from ._policy import Mode
+from ._policy import Mode, parse_duration
 from ._sealed import (
     MISSING,
     FieldGuard,
@@ -42,10 +43,12 @@ from ._sealed import (
     open_sealed,
     pending,
     seal,
+    within_retention,
 )
 from .exceptions import ConfigurationError, PolicyError, PurposeViolation
 
 __all__ = [
+    "CollectedAt",
     "CollectedFor",
     "Consent",
     "GuardedModel",
@@ -71,12 +74,14 @@ class CollectedFor:
     ``prohibited`` purposes (with their ancestors and descendants) are never allowed; ``mode``
     overrides enforce/monitor for this field; ``category`` puts the field in a policy category
     (a strict category, such as My Number, may be used only for its closed purpose list, which
-    per-record consent never widens). Raises ConfigurationError here if a purpose id is malformed;
-    purposes the policy does not declare are a PolicyError when the class is defined or the policy
-    configured.
+    per-record consent never widens); ``retention`` (``"30d"``, ``"3y"`` or a timedelta) is how
+    long the data may be used, counted from the record's :data:`CollectedAt` time (the shortest
+    of it, the policy's field entry and the category's applies). Raises ConfigurationError here
+    if a purpose id or the retention is malformed; purposes the policy does not declare are a
+    PolicyError when the class is defined or the policy configured.
     """
 
-    __slots__ = ("category", "tag")
+    __slots__ = ("category", "retention", "tag")
 
     def __init__(
         self,
@@ -84,6 +89,7 @@ class CollectedFor:
         prohibited: Iterable[str] = (),
         mode: Mode | None = None,
         category: str | None = None,
+        retention: str | timedelta | None = None,
     ) -> None:
         if not collected_for:
             raise ConfigurationError("CollectedFor needs at least one purpose")
@@ -97,12 +103,20 @@ class CollectedFor:
                 f"CollectedFor: category {category!r} is not a category name; use one lowercase "
                 "segment, as declared under categories: in the policy"
             )
+        period: timedelta | None = None
+        if retention is not None:
+            try:
+                period = parse_duration(retention)
+            except ValueError as exc:
+                raise ConfigurationError(f"CollectedFor: retention {retention!r}: {exc}") from None
         self.tag = Tag.of(collected_for, tuple(prohibited), mode)
         self.category = category
+        self.retention = period
 
     def __repr__(self) -> str:
         extra = f", prohibited={self.tag.prohibited!r}" if self.tag.prohibited else ""
         extra += f", category={self.category!r}" if self.category else ""
+        extra += f", retention={self.retention!r}" if self.retention is not None else ""
         return f"CollectedFor{self.tag.collected_for!r}{extra}"
 
     def __get_pydantic_core_schema__(
@@ -188,10 +202,35 @@ class _ConsentMarker(_Marker):
         return core_schema.no_info_after_validator_function(_check_consent, handler(source))
 
 
+def _check_collected_at(value: Any) -> Any:
+    if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
+        raise PydanticCustomError(
+            "purposeguard_collected_at",
+            "the collection time must be a timezone-aware datetime, such as datetime.now(UTC): "
+            "a naive datetime names no instant to count a retention period from",
+        )
+    return value
+
+
+class _CollectedAtMarker(_Marker):
+    """Marks the field holding the record's collection time (a timezone-aware datetime): the
+    retention periods of its guarded fields are counted from it."""
+
+    __slots__ = ()
+    _name = "CollectedAt"
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(_check_collected_at, handler(source))
+
+
 #: ``Annotated[str, pg.SubjectId]``: the record's subject id (hashed in events, never shown).
 SubjectId: Final = _SubjectIdMarker()
 #: ``Annotated[frozenset[str], pg.Consent]``: purposes the record's subject consented to.
 Consent: Final = _ConsentMarker()
+#: ``Annotated[datetime, pg.CollectedAt]``: when the record was collected (timezone-aware).
+CollectedAt: Final = _CollectedAtMarker()
 
 
 # --- the per-class layout ------------------------------------------------------------------------
@@ -200,7 +239,7 @@ Consent: Final = _ConsentMarker()
 class _Layout:
     """What purposeguard knows about one class, computed once when the class is created."""
 
-    __slots__ = ("consent", "guards", "members", "path", "subject")
+    __slots__ = ("collected", "consent", "guards", "members", "path", "subject")
 
     def __init__(
         self,
@@ -209,11 +248,13 @@ class _Layout:
         consent: str | None,
         subject: str | None,
         members: Mapping[str, Any] | None = None,
+        collected: str | None = None,
     ) -> None:
         self.path = path
         self.guards = guards
         self.consent = consent
         self.subject = subject
+        self.collected = collected
         self.members = members or {}  # slot member descriptors of a slots=True dataclass
 
     def stored(self, obj: Any, name: str) -> Any:
@@ -226,15 +267,27 @@ class _Layout:
         return obj.__dict__.get(name)
 
     def meta(self, obj: Any) -> Meta | None:
-        if self.consent is None and self.subject is None:
+        if self.consent is None and self.subject is None and self.collected is None:
             return None
         consent = self.stored(obj, self.consent) if self.consent else None
         subject = self.stored(obj, self.subject) if self.subject else None
+        collected = self.stored(obj, self.collected) if self.collected else None
         while isinstance(consent, Sealed):
             consent = consent._v
         while isinstance(subject, Sealed):
             subject = subject._v
-        return make_meta(consent, subject)
+        while isinstance(collected, Sealed):
+            collected = collected._v
+        return make_meta(consent, subject, collected)
+
+    def reseals_on(self, name: str) -> bool:
+        """Whether assigning field ``name`` changes what the record's seals carry."""
+        return (
+            name in self.guards
+            or name == self.consent
+            or name == self.subject
+            or name == self.collected
+        )
 
 
 class _ClassBinder:
@@ -278,14 +331,16 @@ def _collect(
     fields: Iterable[tuple[str, list[Any], Any]],
     on_denied: OnDenied,
     pickle: PickleMode,
-) -> tuple[dict[str, FieldGuard], dict[str, Tag], str | None, str | None, set[str]]:
-    """Guards for the tagged fields (class markers and the configured policy's paths)."""
+) -> tuple[dict[str, FieldGuard], dict[str, Tag], str | None, str | None, set[str], str | None]:
+    """Guards for the tagged fields (class markers and the configured policy's paths), the
+    consent, subject and collection-time fields, and the fields only the policy tags."""
     compiled = _state.compiled
     guards: dict[str, FieldGuard] = {}
     class_tags: dict[str, Tag] = {}
     policy_only: set[str] = set()
     consent: str | None = None
     subject: str | None = None
+    collected: str | None = None
     for name, metadata, default in fields:
         markers = [m for m in metadata if isinstance(m, CollectedFor)]
         if any(m is SubjectId or m is _SubjectIdMarker for m in metadata):
@@ -298,6 +353,12 @@ def _collect(
             if markers:
                 raise ConfigurationError(f"{path}.{name}: a Consent field cannot be guarded")
             consent = name
+        if any(m is CollectedAt or m is _CollectedAtMarker for m in metadata):
+            if collected is not None:
+                raise ConfigurationError(f"{path}: only one field can be the CollectedAt time")
+            if name == consent:
+                raise ConfigurationError(f"{path}.{name}: a Consent field cannot be CollectedAt")
+            collected = name
         field_path = f"{path}.{name}"
         from_policy = compiled is not None and field_path in compiled.field_tags
         if not markers and not from_policy:
@@ -305,6 +366,7 @@ def _collect(
         categories = {m.category for m in markers if m.category is not None}
         if len(categories) > 1:
             raise ConfigurationError(f"{field_path}: CollectedFor markers name two categories")
+        periods = [m.retention for m in markers if m.retention is not None]
         guard = FieldGuard(
             field_path,
             [m.tag for m in markers],
@@ -312,17 +374,25 @@ def _collect(
             default=default,
             on_denied=on_denied,
             pickle=pickle,
+            retention=min(periods) if periods else None,
         )
         guards[name] = guard
         if markers:
             class_tags[name] = markers[0].tag
         else:
             policy_only.add(name)
+    for guard in guards.values():
+        guard.timed = collected is not None
+        if guard.own_retention is not None and collected is None:
+            raise ConfigurationError(
+                f"{guard.name}: CollectedFor(retention=...) is counted from the record's "
+                "collection time; mark a timezone-aware datetime field with pg.CollectedAt"
+            )
     for guard in guards.values():  # validate every field first: a bad tag registers none
         guard.prepare(compiled)
     for guard in guards.values():
         _config.register(guard)
-    return guards, class_tags, consent, subject, policy_only
+    return guards, class_tags, consent, subject, policy_only, collected
 
 
 def _options(cls: type, on_denied: Any, pickle: Any) -> None:
@@ -363,6 +433,8 @@ class _ModelField:
                         return value._v
                 elif value is None:
                     return None
+        elif guard.retention_us is not None and within_retention(guard, value, _get()):
+            return value._v  # the seal carries the record's collection time, kept current
         return _read(obj, guard, value, "attribute")
 
     def _missing(self, obj: Any) -> Any:
@@ -441,8 +513,7 @@ class GuardedModel(BaseModel):
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
-        layout = type(self).__purposeguard_layout__
-        if name in layout.guards or name == layout.consent or name == layout.subject:
+        if type(self).__purposeguard_layout__.reseals_on(name):
             _seal_record(self)
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
@@ -514,7 +585,7 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
     origin = cls.__pydantic_generic_metadata__["origin"] or cls
     path = f"{origin.__module__}.{origin.__qualname__}"
     infos = cls.__pydantic_fields__
-    guards, class_tags, consent, subject, policy_only = _collect(
+    guards, class_tags, consent, subject, policy_only, collected = _collect(
         path,
         ((name, list(info.metadata), _field_default(info)) for name, info in infos.items()),
         cls.purposeguard_on_denied,
@@ -541,7 +612,8 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
     binder = _ClassBinder(path, infos, guards)
     _config.register(binder)
     type.__setattr__(cls, "__purposeguard_fields__", MappingProxyType(class_tags))
-    type.__setattr__(cls, "__purposeguard_layout__", _Layout(path, guards, consent, subject, None))
+    layout = _Layout(path, guards, consent, subject, None, collected)
+    type.__setattr__(cls, "__purposeguard_layout__", layout)
     type.__setattr__(cls, "__purposeguard_binder__", binder)
 
 
@@ -581,6 +653,8 @@ class _DataclassField:
                         return value._v
                 elif value is None:
                     return None
+        elif guard.retention_us is not None and within_retention(guard, value, _get()):
+            return value._v  # the seal carries the record's collection time, kept current
         channel = channel_of(caller(1))
         if channel == "replace" and isinstance(value, Sealed):
             return value  # dataclasses.replace copies: the copy keeps the seal, nothing is read
@@ -599,6 +673,42 @@ class _DataclassField:
             self.member.__set__(obj, sealed)
         else:
             obj.__dict__[self.name] = sealed
+
+    def __delete__(self, obj: Any) -> None:
+        if self.member is not None:
+            self.member.__delete__(obj)
+        else:
+            del obj.__dict__[self.name]
+
+
+class _MetaField:
+    """Replaces a dataclass's consent, subject or collection-time field (when it is not itself
+    guarded): assigning it re-seals the record's guarded values, whose seals carry them."""
+
+    __slots__ = ("member", "name")
+
+    def __init__(self, name: str, member: Any) -> None:
+        self.name = name
+        self.member = member  # the slot's member descriptor for slots=True, else None
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        if self.member is not None:
+            return self.member.__get__(obj, owner)
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(obj).__name__!r} object has no attribute {self.name!r}"
+            ) from None
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if self.member is not None:
+            self.member.__set__(obj, value)
+        else:
+            obj.__dict__[self.name] = value
+        _reseal_dataclass(obj)
 
     def __delete__(self, obj: Any) -> None:
         if self.member is not None:
@@ -675,7 +785,7 @@ def _instrument_dataclass(cls: type, pickle: PickleMode, localns: dict[str, Any]
             return f.default
         return MISSING
 
-    guards, class_tags, consent, subject, _ = _collect(
+    guards, class_tags, consent, subject, _, collected = _collect(
         path,
         ((f.name, _split(hints.get(f.name)), default_of(f)) for f in fields),
         "raise",  # pydantic dumps a dataclass through its attributes: reads
@@ -684,23 +794,28 @@ def _instrument_dataclass(cls: type, pickle: PickleMode, localns: dict[str, Any]
     slotted = "__slots__" in cls.__dict__
     members: dict[str, Any] = {}
     for f in fields:
-        if slotted and f.name in (*guards, consent, subject):
+        if slotted and f.name in (*guards, consent, subject, collected):
             members[f.name] = cls.__dict__[f.name]
     for name, guard in guards.items():
         setattr(cls, name, _DataclassField(name, guard, members.get(name)))
-    layout = _Layout(path, guards, consent, subject, members)
+    for name in (consent, subject, collected) if guards else ():
+        if name is not None and name not in guards:
+            setattr(cls, name, _MetaField(name, members.get(name)))
+    layout = _Layout(path, guards, consent, subject, members, collected)
     cls.__purposeguard_layout__ = layout  # type: ignore[attr-defined]
     cls.__purposeguard_fields__ = MappingProxyType(class_tags)  # type: ignore[attr-defined]
     binder = _ClassBinder(path, (f.name for f in fields), guards)
     _config.register(binder)
     cls.__purposeguard_binder__ = binder  # type: ignore[attr-defined]
-    if guards and (consent is not None or subject is not None):
+    if guards and (consent is not None or subject is not None or collected is not None):
         original_init = cls.__init__
 
         @functools.wraps(original_init)
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             original_init(self, *args, **kwargs)
-            _reseal_dataclass(self)  # the seals carry the record's consent and subject
+            if collected is not None:
+                _check_dataclass_collected_at(self, layout)
+            _reseal_dataclass(self)  # the seals carry the record's consent, subject and time
 
         setattr(cls, "__init__", __init__)  # noqa: B010
     if guards and cls.__dataclass_params__.repr:  # type: ignore[attr-defined]
@@ -719,6 +834,18 @@ def _instrument_dataclass(cls: type, pickle: PickleMode, localns: dict[str, Any]
 
         setattr(cls, "__getstate__", __getstate__)  # noqa: B010
         setattr(cls, "__setstate__", __setstate__)  # noqa: B010
+
+
+def _check_dataclass_collected_at(obj: Any, layout: _Layout) -> None:
+    name = layout.collected
+    value = layout.stored(obj, name) if name else None
+    while isinstance(value, Sealed):
+        value = value._v
+    if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
+        raise ValueError(
+            f"{layout.path}.{name} (pg.CollectedAt) must be a timezone-aware datetime, such as "
+            "datetime.now(UTC): a naive datetime names no instant to count a retention from"
+        )
 
 
 def _reseal_dataclass(obj: Any) -> None:
@@ -743,9 +870,10 @@ def _slot_get(member: Any, obj: Any) -> Any:
 
 def purposes_of(cls: type, name: str) -> frozenset[str]:
     """Every declared purpose under which field ``name`` of ``cls`` may be used now (its tags,
-    the policy's tags, strict category and compatibility applied; consent not included)."""
+    the policy's tags, strict category and compatibility applied; consent not included). A
+    field with a retention period may be used for them until it ends (``pg.retention_for``)."""
     layout: _Layout | None = getattr(cls, "__purposeguard_layout__", None)
     guard = layout.guards.get(name) if layout is not None else None
     if guard is None:
         raise ConfigurationError(f"{getattr(cls, '__qualname__', cls)}.{name} is not guarded")
-    return guard.allowed
+    return guard.usable
