@@ -290,53 +290,56 @@ def _wrap(fn: Any, guard: Guard) -> Any:
     target = _underlying(fn)
     current = _current.get
 
+    def check() -> None:
+        raw = current()
+        if raw not in guard.allowed:
+            guard.deny(raw, "accessor")
+
     if inspect.isgeneratorfunction(target):
 
-        def checked() -> None:
-            raw = current()
-            if raw not in guard.allowed:
-                guard.deny(raw, "accessor")
-
         def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            checked()
-            return drive(wrapped(*args, **kwargs), checked)
+            check()
+            return drive(wrapped(*args, **kwargs), check)
 
         return wrapt.FunctionWrapper(fn, gen_wrapper)
 
     if inspect.isasyncgenfunction(target):
 
-        def achecked() -> None:
-            raw = current()
-            if raw not in guard.allowed:
-                guard.deny(raw, "accessor")
-
         def agen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            achecked()
-            return adrive(wrapped(*args, **kwargs), achecked)
+            check()
+            return adrive(wrapped(*args, **kwargs), check)
 
         return wrapt.FunctionWrapper(fn, agen_wrapper)
 
-    def enabled() -> bool:  # True sends the call through the (denying) wrapper
-        return current() not in guard.allowed
-
     if inspect.iscoroutinefunction(target):
 
-        def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        def denied(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             raw = current()
 
-            async def denied() -> Any:
+            async def deny_then_call() -> Any:  # raised when awaited, never when created
                 guard.deny(raw, "accessor")
                 return await wrapped(*args, **kwargs)
 
-            return denied()
+            return deny_then_call()
 
-        return wrapt.FunctionWrapper(fn, async_wrapper, enabled=enabled)
+        def allowed_now() -> bool:  # True sends the call to ``denied``
+            return current() not in guard.allowed
 
-    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        guard.deny(current(), "accessor")
-        return wrapped(*args, **kwargs)
+        return wrapt.FunctionWrapper(fn, denied, enabled=allowed_now)
 
-    return wrapt.FunctionWrapper(fn, wrapper, enabled=enabled)
+    # A sync call is decided entirely in wrapt's ``enabled`` hook, which runs before wrapt looks
+    # for a bound instance: allowed, or denied in monitor mode, it returns False and wrapt calls
+    # the function directly; denied in enforce mode, the violation propagates from here.
+    def decide() -> bool:
+        raw = current()
+        if raw not in guard.allowed:
+            guard.deny(raw, "accessor")
+        return False
+
+    def unreachable(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        return wrapped(*args, **kwargs)  # pragma: no cover - ``decide`` never returns True
+
+    return wrapt.FunctionWrapper(fn, unreachable, enabled=decide)
 
 
 def accessor(
