@@ -551,6 +551,10 @@ def explain(
         "the policy",
         "no_policy": "no policy is configured; call pg.configure(policy=...)",
         "invalid_tag": "the tags name purposes the policy does not declare, or are malformed",
+        "strict_category": f"the field is in strict category {rule.matched!r}, whose closed list "
+        f"of purposes does not include {shown}; consent cannot widen it",
+        "expired": "the data is past its retention period",
+        "suspended": "the data subject has suspended its use for this purpose",
     }.get(d.reason, d.reason)
     verdict = "ALLOW" if d.allowed else f"DENY ({d.reason})"
     return f"{verdict}: {why}. [{data}; {version}]"

@@ -91,16 +91,27 @@ class PurposeViolation(PurposeGuardError):
 
     def _message(self) -> str:
         what = f"field {self.field}" if self.field else f"accessor {self.accessor}"
-        version = f"policy {self.policy_id}@{self.policy_version}"
+        version = (
+            f"policy {self.policy_id}@{self.policy_version}" if self.policy_id else "no policy"
+        )
         if self.reason == "no_purpose":
             return (
                 f"{what} was used with no active purpose ({version}); declare the purpose "
                 f"with pg.purpose(...); allowed: {', '.join(self.allowed) or 'nothing'}"
             )
-        if self.reason == "prohibited":
-            hint = f"{self.purpose!r} is prohibited for it ({', '.join(self.prohibited)})"
-        elif self.reason == "unknown_purpose":
-            hint = f"{self.purpose!r} is not a purpose of the policy; declare it there"
+        hints = {
+            "prohibited": f"{self.purpose!r} is prohibited for it ({', '.join(self.prohibited)})",
+            "unknown_purpose": f"{self.purpose!r} is not a purpose of the policy; declare it there",
+            "no_policy": "no policy is configured; call pg.configure(policy=...)",
+            "expired": "its retention period has passed, so it may no longer be used for any "
+            "purpose; delete or anonymize it",
+            "suspended": "its data subject asked to suspend its use for this purpose; resume it "
+            "only on the subject's request (Registry.resume_use)",
+            "strict_category": "it is in a strict category (such as My Number) whose closed "
+            "purpose list does not include this purpose; consent cannot widen it",
+        }
+        if self.reason in hints:
+            hint = hints[self.reason]
         else:
             hint = (
                 f"it was collected for {', '.join(self.allowed) or 'nothing'}; use it under one "

@@ -798,9 +798,9 @@ def _instrument_dataclass(cls: type, pickle: PickleMode, localns: dict[str, Any]
             members[f.name] = cls.__dict__[f.name]
     for name, guard in guards.items():
         setattr(cls, name, _DataclassField(name, guard, members.get(name)))
-    for name in (consent, subject, collected) if guards else ():
-        if name is not None and name not in guards:
-            setattr(cls, name, _MetaField(name, members.get(name)))
+    for meta_name in (consent, subject, collected) if guards else ():
+        if meta_name is not None and meta_name not in guards:
+            setattr(cls, meta_name, _MetaField(meta_name, members.get(meta_name)))
     layout = _Layout(path, guards, consent, subject, members, collected)
     cls.__purposeguard_layout__ = layout  # type: ignore[attr-defined]
     cls.__purposeguard_fields__ = MappingProxyType(class_tags)  # type: ignore[attr-defined]

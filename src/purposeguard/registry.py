@@ -28,6 +28,7 @@ from ._decide import Decision, Rule
 from ._events import emitter
 from ._guard import check, subject_hash
 from ._ids import describe_bad_id, is_purpose_id, is_within
+from ._notice import retention_for
 from ._policy import Policy
 from .exceptions import ConfigurationError
 from .stores import (
@@ -563,8 +564,8 @@ def check_subject(
 
     On top of the field's purposes: a ``strict`` category (My Number) may be used only for its
     closed list (reason ``strict_category``) and consent never widens it; data past its retention
-    (``retention=``, else the category's or the policy field's) counted from ``collected_at`` is
-    denied with ``expired``; the configured registry's consents widen and its suspensions narrow
+    (the shortest of ``retention=``, the category's, and for ``field=`` the period a model read
+    applies) counted from ``collected_at`` is denied with ``expired``; the configured registry's consents widen and its suspensions narrow
     (``suspended``). Never raises a violation and records nothing.
     """
     try:  # check()'s own cache, read here to save a call frame on the hot path
@@ -590,7 +591,11 @@ def check_subject(
             ):
                 decision = _deny(decision, "strict_category", category)
         if collected_at is not None and decision.allowed:
-            period = retention or (spec.retention if spec is not None else None)
+            # the shortest period in force, as a model read applies it
+            periods = [retention, spec.retention if spec is not None else None]
+            if field is not None and isinstance(field[0], type):
+                periods.append(retention_for(field[0], field[1]))
+            period = min((p for p in periods if p is not None), default=None)
             if period is not None and expired(collected_at, period):
                 decision = _deny(decision, "expired", None)
     if retention is not None and collected_at is None:
