@@ -496,15 +496,20 @@ class GuardedModel(BaseModel):
       purpose, unpickled sealed).
     """
 
+    __purposeguard_base__: ClassVar[bool] = True
     purposeguard_on_denied: ClassVar[OnDenied] = "raise"
     purposeguard_pickle: ClassVar[PickleMode] = "refuse"
     __purposeguard_fields__: ClassVar[Mapping[str, Tag]] = MappingProxyType({})
     __purposeguard_layout__: ClassVar[_Layout] = _Layout("", {}, None, None)
 
     @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        _instrument_model(cls)
+    def __pydantic_on_complete__(cls) -> None:
+        # Called once the fields are fully known: at class creation, or, when an annotation was a
+        # forward reference that could not be resolved yet, at the rebuild that resolves it. The
+        # markers are only visible then; instrumenting earlier would guard nothing.
+        super().__pydantic_on_complete__()
+        if "__purposeguard_base__" not in cls.__dict__:  # GuardedModel itself has no fields
+            _instrument_model(cls)
 
     @model_validator(mode="after")
     def _purposeguard_seal(self) -> GuardedModel:
