@@ -121,12 +121,14 @@ def _compile_rows() -> list[dict[str, Any]]:
             "name": "policy compile, 1,000 purposes x 10,000 fields (s)",
             "ratio": round(best, 3),
             "budget": 1.0,
+            "unit": "s",
             "baseline": "absolute seconds",
         },
         {
             "name": "policy compile, 1,000 purposes x 10,000 fields (MB)",
             "ratio": round(peak / 1e6, 1),
             "budget": 100.0,
+            "unit": "MB",
             "baseline": "absolute peak MB (tracemalloc)",
         },
     ]

@@ -71,16 +71,18 @@ def main(argv: list[str] | None = None) -> int:
             ]
 
     failed = []
-    print(f"{'benchmark':<52} {'ratio':>8} {'budget':>8}  {'ns/call':>9}  baseline")
+    print(f"{'benchmark':<56} {'measured':>9} {'budget':>9}  {'ns/call':>9}  baseline")
     for r in rows:
         over = r["ratio"] > r["budget"]
         gross = r["ratio"] > r["budget"] * args.tolerance
         mark = "FAIL" if gross else ("over" if over else "ok")
         if gross:
             failed.append(r["name"])
+        unit = r.get("unit", "x")
+        ns = r.get("ns_per_call")
         print(
-            f"{r['name']:<52} {r['ratio']:>7.2f}x {r['budget']:>7.2f}x  "
-            f"{r.get('ns_per_call', float('nan')):>9}  {r['baseline']}  [{mark}]"
+            f"{r['name']:<56} {r['ratio']:>8.2f}{unit} {r['budget']:>8.2f}{unit}  "
+            f"{'' if ns is None else ns:>9}  {r['baseline']}  [{mark}]"
         )
     args.json.write_text(
         json.dumps(

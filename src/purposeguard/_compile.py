@@ -63,6 +63,8 @@ class CompiledPolicy:
     strict: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
     _allow_cache: dict[Tag, frozenset[str]] = field(default_factory=dict, repr=False)
     _check_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    #: pg.check's cache for the common question (collected_for only): tags → purpose → Decision
+    _check_plain: dict[Any, dict[Any, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def id(self) -> str:

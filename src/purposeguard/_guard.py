@@ -463,6 +463,11 @@ def check(
     """Decide whether data with these purposes may be used for ``purpose``. Never raises a
     violation and records nothing: it is a question, not a use. ``field=(Model, "name")`` takes
     the field's tags; ``policy=`` decides against that policy instead of the configured one."""
+    if policy is None and field is None and not prohibited:  # the common question, cached flat
+        try:
+            return _state.compiled._check_plain[collected_for][purpose]  # type: ignore[union-attr,no-any-return]
+        except (KeyError, TypeError, AttributeError):
+            pass
     compiled = _state.compiled if policy is None else _compiled(policy)
     try:
         return compiled._check_cache[(purpose, collected_for, prohibited, field)]  # type: ignore[union-attr,no-any-return]
@@ -504,6 +509,8 @@ def _check_slow(
     if compiled is not None and len(compiled._check_cache) < _CHECK_CACHE_LIMIT:
         try:
             compiled._check_cache[(purpose, collected_for, prohibited, field)] = decision
+            if field is None and not prohibited:
+                compiled._check_plain.setdefault(collected_for, {})[purpose] = decision
         except TypeError:  # unhashable arguments: answer without caching
             pass
     return decision
