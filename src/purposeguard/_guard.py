@@ -1,9 +1,10 @@
 """Guards: the allow fast path, the deny slow path, ``accessor()``, ``guard_function()``,
 ``check()`` and ``explain()``.
 
-The allow path of an accessor is wrapt's ``enabled=`` hook: a ContextVar read and a frozenset
-membership test. When it says "allowed", wrapt calls the function directly (no wrapper frame, no
-allocation); only a denial reaches the wrapper, which decides, records and raises or passes.
+The allow path of a sync accessor is wrapt's ``enabled=`` hook: a ContextVar read and a
+frozenset membership test, after which wrapt calls the function directly (no wrapper frame, no
+allocation). A denial is decided, recorded and raised (enforce) or passed (monitor) in the same
+hook; see ``_wrap`` for coroutines and generators.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import inspect
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import wrapt
 
@@ -29,8 +30,6 @@ from .exceptions import ConfigurationError, PolicyError, PurposeViolation
 
 __all__ = ["Guard", "GuardedFunction", "accessor", "check", "explain", "guard_function"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -121,8 +120,10 @@ class Guard:
         allowed: frozenset[str]
         state: tuple[CompiledPolicy | None, tuple[Tag, ...]]
         allowed, state = prepared  # type: ignore[misc]
-        self.state = state
+        # The fast set first: a reader between the two stores then denies exactly what the new
+        # policy denies (its slow path re-checks this set before deciding with the old state).
         self.allowed = allowed
+        self.state = state
 
     def decide(self, purpose: str | None) -> tuple[Rule, Tag | None]:
         """The deciding rule: the first tag that denies, else the allowing rule."""
