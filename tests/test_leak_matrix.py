@@ -9,6 +9,7 @@ OTel exporter and metrics, stdlib log records, violation events, exception messa
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import json
@@ -20,8 +21,10 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Annotated, Any
 
+import httpx
 import pytest
 import structlog
+from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -90,6 +93,11 @@ def build_dataclasses() -> SimpleNamespace:
         owner: str
         children: list[Contact] = field(default_factory=list)
 
+    # FastAPI builds its own TypeAdapter for a response model, away from this frame, so the
+    # local names in these (postponed) annotations are resolved here
+    for cls, name, tp in ((Folder, "child", Contact), (Batch, "children", list[Contact])):
+        cls.__annotations__[name] = cls.__dataclass_fields__[name].type = tp
+
     def records() -> dict[str, Any]:
         return {
             "flat": Contact("c1", CANARY),
@@ -115,6 +123,26 @@ def leaves(record: Any) -> list[Any]:
 def log_it(record: Any) -> None:
     app_log.warning("record %s / %r", record, record)
     structlog.get_logger("tests.app").warning("record", record=record, text=f"{record}")
+
+
+def fastapi_response(record: Any) -> str:
+    """FastAPI's own response serialization: a real app, a real request, ``response_model`` the
+    record's class. The request runs in this task's context, so the purpose in force here is the
+    request's purpose (as a purpose middleware would set it)."""
+    app = FastAPI()
+
+    async def endpoint() -> Any:
+        return record
+
+    app.get("/r", response_model=type(record))(endpoint)
+
+    async def get() -> str:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/r")
+            return f"{response.status_code} {response.text}"
+
+    return asyncio.run(get())
 
 
 def json_default(record: Any) -> str:
@@ -145,6 +173,7 @@ PYDANTIC = [
     Channel("type_adapter_python", lambda r, ns: ns.adapters[type(r)].dump_python(r), "dump", True),
     Channel("type_adapter_json", lambda r, ns: ns.adapters[type(r)].dump_json(r), "dump", True),
     Channel("parent_dump", lambda r, ns: ns.Holder(item=r).model_dump_json(), "dump", True),
+    Channel("fastapi_response", lambda r, ns: fastapi_response(r), "dump", True),
     Channel("dict", lambda r, ns: [dict(c) for c in leaves(r)], "iter", True),
     Channel("iter", lambda r, ns: [list(iter(c)) for c in leaves(r)], "iter", True),
     Channel("eq", lambda r, ns: r == copy.deepcopy(r), "eq"),
@@ -176,6 +205,7 @@ DATACLASSES = [
     Channel("astuple", lambda r, ns: dataclasses.astuple(r), "astuple", True),
     Channel("type_adapter_python", lambda r, ns: ns.adapters[type(r)].dump_python(r), "dump", True),
     Channel("type_adapter_json", lambda r, ns: ns.adapters[type(r)].dump_json(r), "dump", True),
+    Channel("fastapi_response", lambda r, ns: fastapi_response(r), "dump", True),
     Channel("eq", lambda r, ns: r == copy.deepcopy(r), "eq"),
     Channel("eq_guess", lambda r, ns: [vars(c)["email"] == CANARY for c in leaves(r)], "eq"),
     Channel("hash", lambda r, ns: [hash(c) for c in leaves(r)], "hash"),

@@ -3,16 +3,18 @@ ids, copies, pickling and the dump options. Channels end to end are in test_leak
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import linecache
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic_core import PydanticSerializationError
 from tests.conftest import CANARY
 
 import purposeguard as pg
@@ -309,9 +311,35 @@ def test_the_purpose_comes_from_the_context_never_from_a_serialization_context(
     class Applicant(pg.GuardedModel):
         email: Annotated[str, pg.CollectedFor("recruitment")]
 
+    class Folder(BaseModel):
+        item: Applicant
+
     applicant = Applicant(email=CANARY)
-    with pytest.raises(pg.PurposeViolation):
-        applicant.model_dump(context={"purpose": "recruitment"})
+    claims: list[dict[str, object]] = [
+        {"purpose": "recruitment"},
+        {"purposeguard": {"purpose": "recruitment"}},
+        {"purposeguard.purpose": "recruitment", "active_purpose": "recruitment"},
+    ]
+    adapter = TypeAdapter(Applicant)
+    folder = Folder(item=applicant)
+    dumps: list[Callable[[dict[str, object]], object]] = [
+        lambda claim: applicant.model_dump(context=claim),
+        lambda claim: applicant.model_dump_json(context=claim),
+        lambda claim: adapter.dump_python(applicant, context=claim),
+        lambda claim: adapter.dump_json(applicant, context=claim),
+        lambda claim: folder.model_dump(context=claim),
+    ]
+    for claim in claims:
+        for dump in dumps:
+            for purpose in (None, "marketing"):
+                with pg.testing.capture_violations() as events, contextlib.ExitStack() as stack:
+                    if purpose is not None:
+                        stack.enter_context(pg.purpose(purpose))
+                    with pytest.raises((pg.PurposeViolation, PydanticSerializationError)):
+                        dump(claim)
+                assert [e["purpose"] for e in events] == [purpose]
+    with pg.purpose("recruitment"):  # the purpose context, and only it, allows the dump
+        assert applicant.model_dump(context={"purpose": "marketing"}) == {"email": CANARY}
 
 
 def test_copies_keep_their_tags_and_stay_sealed(configured: pg.Policy) -> None:
@@ -803,3 +831,56 @@ def test_the_policy_tags_a_dataclass_defined_after_it(alj_policy: pg.Policy) -> 
         assert visitor.badge == CANARY
     with pg.purpose("marketing"), pytest.raises(pg.PurposeViolation):
         _ = visitor.badge
+
+
+def _serialize_as_any_dumps(record: Any) -> list[Callable[[], object]]:
+    class Holder(BaseModel):
+        item: Any
+
+    adapter = TypeAdapter(type(record))
+    return [
+        lambda: record.model_dump(serialize_as_any=True),
+        lambda: record.model_dump_json(serialize_as_any=True),
+        lambda: adapter.dump_python(record, serialize_as_any=True),
+        lambda: Holder(item=record).model_dump(serialize_as_any=True),
+        lambda: Holder(item=record).model_dump_json(serialize_as_any=True),
+    ]
+
+
+def test_serialize_as_any_never_lets_a_value_out(configured: pg.Policy) -> None:
+    """``serialize_as_any=True`` makes pydantic serialize each value by its runtime type, which
+    skips the field's own serializer: the sealed wrapper comes out (or the JSON dump fails),
+    never the value, under any purpose."""
+
+    class Applicant(pg.GuardedModel):
+        email: Annotated[str, pg.CollectedFor("recruitment")]
+
+    applicant = Applicant(email=CANARY)
+    for purpose in (None, "marketing", "recruitment"):
+        for dump in _serialize_as_any_dumps(applicant):
+            out: object = None
+            error: Exception | None = None
+            with contextlib.ExitStack() as stack:
+                if purpose is not None:
+                    stack.enter_context(pg.purpose(purpose))
+                try:
+                    out = dump()
+                except (pg.PurposeViolation, PydanticSerializationError) as exc:
+                    error = exc
+            assert CANARY not in str(out)
+            assert CANARY not in str(error)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known gap: serialize_as_any skips the guarded field's serializer",
+)
+def test_serialize_as_any_under_an_allowed_purpose_dumps_the_value(configured: pg.Policy) -> None:
+    class Applicant(pg.GuardedModel):
+        email: Annotated[str, pg.CollectedFor("recruitment")]
+
+    with pg.purpose("recruitment"):
+        out = Applicant(email=CANARY).model_dump(serialize_as_any=True)
+    # a sealed value compares equal to its value under an allowed purpose: check the type too
+    assert [(type(v), v) for v in out.values()] == [(str, CANARY)]

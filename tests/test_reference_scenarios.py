@@ -4,6 +4,9 @@ a real SQLite file, provision with records, and the answers to data-subject requ
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -203,3 +206,50 @@ def test_purposes_command_prints_the_notice(
     assert "badge" in table.output
     bad = runner.invoke(purposes, ["nowhere:Thing", "--policy", str(policy)])
     assert bad.exit_code == 2
+
+
+def test_records_command_through_the_installed_cli(registry: pg.Registry, tmp_path: Path) -> None:
+    """[4] disclosure of the records of provision, through the real ``purposeguard`` entry
+    point in a child process (JSON and table), reading the SQLite file this process wrote."""
+    pg.provide(
+        "tax_office",
+        subject="emp-9",
+        fields=["my_number"],
+        basis=pg.LegalGround.REQUIRED_BY_LAW,
+        justification="Income Tax Act art. 226: withholding slip",
+    )
+    store = str(tmp_path / "registry.db")
+    base = [sys.executable, "-m", "purposeguard.cli", "records", "--subject", "emp-9"]
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    as_json = subprocess.run(
+        [*base, "--store", store, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert doc["schema"] == "purposeguard.provision_records/1"
+    [rec] = doc["records"]
+    assert (rec["recipient"], rec["fields"], rec["ground"]) == (
+        "tax_office",
+        ["my_number"],
+        "required_by_law",
+    )
+    table = subprocess.run(
+        [*base, "--store", store], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert table.returncode == 0, table.stderr
+    assert "tax_office" in table.stdout
+    assert "1 record(s)" in table.stdout
+    missing = subprocess.run(
+        [*base, "--store", str(tmp_path / "none.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert missing.returncode == 2

@@ -261,9 +261,14 @@ def test_records_are_exported_as_json_and_purged_after_the_retention(
     assert doc["retention_days"] == 3 * 365
     clock[0] += timedelta(days=3 * 365 - 1)
     assert registry.purge() == 0
+    assert len(registry.records(CANARY)) == 1
     clock[0] += timedelta(days=2)
-    assert registry.purge() == 1
+    # past the period, a disclosure leaves the record out even before it is purged
     assert registry.records(CANARY) == []
+    assert json.loads(registry.export_records(CANARY))["records"] == []
+    assert len(registry.store.provisions(CANARY)) == 1
+    assert registry.purge() == 1
+    assert registry.store.provisions(CANARY) == []
 
 
 def test_memory_store_registry_has_no_poller() -> None:

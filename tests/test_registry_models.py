@@ -9,6 +9,8 @@ from typing import Annotated
 import pytest
 
 import purposeguard as pg
+from purposeguard.stores import ConsentRow, ProvisionRecord, Snapshot, SuspensionRow
+from purposeguard.stores.memory import MemoryStore
 
 
 @pytest.fixture
@@ -69,3 +71,81 @@ def test_check_subject_knows_a_models_own_strict_category(registry: pg.Registry)
     assert (d.allowed, d.reason) == (False, "not_allowed")
     ok = pg.check_subject("tax.withholding", subject="e", field=(Employee, "my_number"))
     assert ok.allowed
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts every read the registry makes of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def consents(self, subject: str) -> list[ConsentRow]:
+        self.reads.append("consents")
+        return super().consents(subject)
+
+    def suspensions(self, subject: str) -> list[SuspensionRow]:
+        self.reads.append("suspensions")
+        return super().suspensions(subject)
+
+    def version(self) -> int:
+        self.reads.append("version")
+        return super().version()
+
+    def snapshot(self) -> Snapshot:
+        self.reads.append("snapshot")
+        return super().snapshot()
+
+    def changes_since(self, version: int) -> tuple[int, frozenset[str]] | None:
+        self.reads.append("changes_since")
+        return super().changes_since(version)
+
+    def flags(self, subjects: frozenset[str]) -> dict[str, tuple[bool, bool]]:
+        self.reads.append("flags")
+        return super().flags(subjects)
+
+    def provisions(self, subject: str) -> list[ProvisionRecord]:
+        self.reads.append("provisions")
+        return super().provisions(subject)
+
+
+def test_the_fast_path_never_reads_the_store_for_an_unrestricted_subject(
+    configured: pg.Policy, isolated: None
+) -> None:
+    store = CountingStore()
+    reg = pg.Registry(store, refresh_interval=None)
+    pg.configure(registry=reg)
+
+    class Applicant(pg.GuardedModel):
+        applicant_id: Annotated[str, pg.SubjectId]
+        email: Annotated[str, pg.CollectedFor("recruitment")]
+
+    @pg.guarded
+    @dataclasses.dataclass
+    class Visitor:
+        visitor_id: Annotated[str, pg.SubjectId]
+        name: Annotated[str, pg.CollectedFor("security")]
+
+    reg.suspend_use("restricted-1")  # someone is restricted, so the registry is not empty
+    reg.grant_consent("consenting-1", purposes=["marketing"])
+    alice = Applicant(applicant_id="alice", email="alice@example.com")
+    visitor = Visitor("alice", "Alice")
+    store.reads.clear()
+    for _ in range(3):
+        with pg.purpose("recruitment.selection"):
+            assert alice.email == "alice@example.com"
+            assert alice.model_dump()["email"] == "alice@example.com"
+            d = pg.check_subject("recruitment", subject="alice", collected_for=("recruitment",))
+            assert d.allowed
+        with pg.purpose("security"):
+            assert visitor.name == "Alice"
+        # a denial for a subject with neither restrictions nor consents: no lookup either
+        d = pg.check_subject("marketing", subject="alice", collected_for=("recruitment",))
+        assert (d.allowed, d.reason) == (False, "not_allowed")
+    assert store.reads == []
+
+    # the counter does count: the restricted subject's record is looked up (once, then cached)
+    bob = Applicant(applicant_id="restricted-1", email="bob@example.com")
+    with pg.purpose("recruitment"), pytest.raises(pg.PurposeViolation, match="suspended"):
+        _ = bob.email
+    assert {"consents", "suspensions"} <= set(store.reads)

@@ -487,8 +487,12 @@ class Registry:
             self.purge(now)
 
     def records(self, subject: str) -> list[ProvisionRecord]:
-        """The subject's provision records (for a request to disclose them), oldest first."""
-        return self.store.provisions(validate_subject(subject))
+        """The subject's provision records (for a request to disclose them), oldest first.
+        Records past the retention period are left out even before :meth:`purge` deletes them
+        (purging runs after a provision, at most once an hour)."""
+        found = self.store.provisions(validate_subject(subject))
+        cutoff = self.clock() - self.retention()
+        return [r for r in found if r.ts >= cutoff]
 
     def export_records(self, subject: str) -> str:
         """The subject's provision records as a JSON document."""
