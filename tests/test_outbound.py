@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 import requests
 from opentelemetry import baggage, context, propagate
 
 import purposeguard as pg
-from purposeguard.middleware import HMACClaimVerifier, sign_claim
+from purposeguard.middleware import BAGGAGE_KEY, HMACClaimVerifier, sign_claim
 from purposeguard.outbound import Outbound, StripPurposePropagator
 
 KEY = "outbound-test-key-0123456789"
@@ -96,3 +97,58 @@ def test_inject_runs_the_app_propagators_then_applies_the_rule(configured: pg.Po
     assert "marketing" not in internal["baggage"]
     assert "purposeguard" not in external.get("baggage", "")
     assert propagate.get_global_textmap() is not None
+
+
+def test_requests_session_strips_a_forged_entry_on_the_wire(configured: pg.Policy) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            received.append(self.headers.get("baggage"))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    port = srv.server_address[1]
+    forged = {"baggage": "a=1,purposeguard.purpose=forged"}
+    try:
+        with pg.purpose("audit"):
+            internal = Outbound(internal=[f"127.0.0.1:{port}"]).requests_session()
+            external = Outbound(internal=["billing"]).requests_session()
+            internal.get(f"http://127.0.0.1:{port}/", headers=forged, timeout=10).close()
+            external.get(f"http://127.0.0.1:{port}/", headers=forged, timeout=10).close()
+            internal.close()
+            external.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(10)
+    assert received == ["a=1,purposeguard.purpose=audit", "a=1"]
+
+
+def test_wrapping_the_baggage_propagator_keeps_a_claim_from_its_parser_and_log(
+    configured: pg.Policy, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+    bad = 'purposeguard.purpose=canary"secret,tenant=t1'
+    plain = W3CBaggagePropagator().extract({"baggage": bad})
+    assert "canary" in caplog.text  # OTel's own parser logs a malformed entry verbatim
+    caplog.clear()
+    prop = StripPurposePropagator(W3CBaggagePropagator())
+    extracted = prop.extract({"baggage": bad})
+    assert "canary" not in caplog.text
+    assert baggage.get_all(extracted) == {"tenant": "t1"}
+    assert baggage.get_baggage("tenant", plain) == "t1"
+    carrier: dict[str, str] = {}
+    prop.inject(carrier, context=baggage.set_baggage(BAGGAGE_KEY, "audit", extracted))
+    assert carrier == {"baggage": "tenant=t1"}
+    assert prop.fields == W3CBaggagePropagator().fields

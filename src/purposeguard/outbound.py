@@ -206,18 +206,43 @@ class Outbound:
         self.apply(carrier, url)
 
 
+class _PurposeFreeGetter(Getter[CarrierT]):
+    """Reads a carrier as if its ``baggage`` held no purpose entry."""
+
+    def __init__(self, inner: Getter[CarrierT]) -> None:
+        self._inner = inner
+
+    def get(self, carrier: CarrierT, key: str) -> list[str] | None:
+        values = self._inner.get(carrier, key)
+        if values is None or key.lower() != "baggage":
+            return values
+        kept = [v for v in (_without_purpose(value) for value in values) if v]
+        return kept or None
+
+    def keys(self, carrier: CarrierT) -> list[str]:
+        return self._inner.keys(carrier)
+
+
 class StripPurposePropagator(TextMapPropagator):
     """An OpenTelemetry ``TextMapPropagator`` that keeps the purpose out of OTel baggage.
 
-    Put it last in a ``CompositePropagator``: on extract it drops an inbound
-    ``purposeguard.purpose`` entry from the context (so the baggage propagator cannot forward it
-    to every destination), on inject it removes the entry from the carrier. The purpose then
-    travels only where :class:`Outbound` puts it.
+    Best, wrap the baggage propagator: ``StripPurposePropagator(W3CBaggagePropagator())`` in place
+    of it. The inbound ``purposeguard.purpose`` entry then never reaches OTel's parser, which
+    would otherwise log a malformed entry verbatim (an untrusted claim in the server's log) and
+    put a well-formed one in the context, to be forwarded to every destination. Alone (no
+    ``inner``), put it last in a ``CompositePropagator``: on extract it drops the entry from the
+    context, on inject it removes the entry from the carrier. Either way the purpose travels only
+    where :class:`Outbound` puts it.
     """
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: TextMapPropagator | None = None) -> None:
+        self._inner = inner
 
     @property
     def fields(self) -> set[str]:
-        return {"baggage"}
+        return self._inner.fields if self._inner is not None else {"baggage"}
 
     def extract(
         self,
@@ -226,6 +251,8 @@ class StripPurposePropagator(TextMapPropagator):
         getter: Getter[CarrierT] = default_getter,
     ) -> Context:
         ctx = context if context is not None else get_current()
+        if self._inner is not None:
+            ctx = self._inner.extract(carrier, ctx, getter=_PurposeFreeGetter(getter))
         if baggage.get_baggage(BAGGAGE_KEY, ctx) is None:
             return ctx
         return baggage.remove_baggage(BAGGAGE_KEY, ctx)
@@ -236,5 +263,10 @@ class StripPurposePropagator(TextMapPropagator):
         context: Context | None = None,
         setter: Setter[CarrierT] = default_setter,
     ) -> None:
+        if self._inner is not None:
+            ctx = context if context is not None else get_current()
+            if baggage.get_baggage(BAGGAGE_KEY, ctx) is not None:
+                ctx = baggage.remove_baggage(BAGGAGE_KEY, ctx)
+            self._inner.inject(carrier, ctx, setter=setter)
         if isinstance(carrier, MutableMapping):
             strip_purpose(carrier)
