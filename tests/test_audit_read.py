@@ -6,12 +6,15 @@ import datetime as dt
 import gzip
 import io
 import json
+import tracemalloc
+import types
 from pathlib import Path
 
 import pytest
 
 from purposeguard.cli._query import Filters, Summary, parse_time_arg, parse_ts, weight
-from purposeguard.cli._read import ReadStats, iter_lines, iter_records
+from purposeguard.cli._read import MAX_LINE_BYTES, ReadStats, iter_lines, iter_records
+from purposeguard.cli._render import dump_json
 
 V = {"event": "purposeguard.violation", "purpose": "marketing", "ts": "2024-09-01T10:00:00Z"}
 
@@ -133,3 +136,62 @@ def test_weird_values_never_break_counting() -> None:
     assert summary.total == 3
     assert summary.timeline() == []
     json.dumps(summary.to_json())
+
+
+class _GiantLine(io.RawIOBase):
+    """A stream holding one line of ``size`` bytes, then one record, without storing either."""
+
+    def __init__(self, size: int, tail: bytes) -> None:
+        self.left, self.tail = size, tail
+
+    def readable(self) -> bool:
+        return True
+
+    def readline(self, size: int | None = -1, /) -> bytes:
+        if self.left > 0:
+            n = self.left if size is None or size < 0 else min(size, self.left)
+            self.left -= n
+            return b"a" * n if self.left else b"a" * (n - 1) + b"\n"
+        tail, self.tail = self.tail, b""
+        return tail
+
+
+def test_a_1_gb_line_is_skipped_with_a_capped_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = _GiantLine(1 << 30, _line(i=1))
+    monkeypatch.setattr("sys.stdin", types.SimpleNamespace(buffer=stream))
+    stats = ReadStats()
+    tracemalloc.start()
+    try:
+        got = [r["i"] for r in iter_records(["-"], stats)]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got == [1]
+    assert stats.skipped == {f"longer than {MAX_LINE_BYTES} bytes": 1}
+    assert stream.left == 0  # drained to its end, never held
+    assert peak < 4 * MAX_LINE_BYTES
+
+
+def _peak_reading(path: Path, lines: int) -> int:
+    with open(path, "wb") as f:
+        for i in range(lines):
+            f.write(_line(i=i, code=f"hr/views.py:{i % 50}", ts=f"2024-09-01T{i % 24:02d}:00:00Z"))
+    filters = Filters(purposes=("marketing",))
+    tracemalloc.start()
+    try:
+        summary = Summary()
+        for rec in iter_records([str(path)], ReadStats()):  # what violations and summary do
+            if filters.match(rec):
+                dump_json(rec)
+                summary.add(rec)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert summary.total == lines
+    return peak
+
+
+def test_memory_stays_flat_as_the_log_grows(tmp_path: Path) -> None:
+    small = _peak_reading(tmp_path / "small.jsonl", 2_000)
+    large = _peak_reading(tmp_path / "large.jsonl", 20_000)
+    assert large < small * 1.25 + 64 * 1024, (small, large)

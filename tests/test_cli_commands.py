@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
 import sys
 import types
@@ -239,3 +241,38 @@ def test_a_real_subprocess(log_file: Path) -> None:
         [*run, "verify", str(log_file)], capture_output=True, text=True, env=env, timeout=60
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def _run_on_a_terminal(args: list[str]) -> tuple[int, bytes]:
+    primary, secondary = pty.openpty()
+    env = {AUDIT_KEY_ENV: KEY.decode(), "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "purposeguard.cli", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    os.close(secondary)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(primary)
+    return proc.wait(timeout=60), out
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_a_table_on_a_terminal_with_escapes_neutralized(log_file: Path) -> None:
+    code, out = _run_on_a_terminal(["violations", str(log_file)])
+    assert code == 1
+    assert b"13 matching record(s)" in out  # the table's title, not JSON lines
+    assert b'{"' not in out
+    assert b"\\x1b[31m" in out  # the log's escape shown, not obeyed
+    for raw in (b"\x1b[31mred", b"\x1b]0;", b"\x07", "\u202e".encode()):
+        assert raw not in out

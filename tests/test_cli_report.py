@@ -77,6 +77,10 @@ def test_the_page_is_self_contained_and_escaped() -> None:
     assert "&lt;v.jsonl&gt;" in page
     assert re.findall(r'<svg id="([a-z-]+)"', page) == list(CHARTS)
     assert "default-src 'none'" in page
+    # No URL of any kind, not even an SVG namespace: the only one is the escaped hostile value.
+    assert set(re.findall(r"https?://[^&\s<]*", page)) == {"http://example.invalid/x.png"}
+    benign = render_html(Summary().add_all(_records()[:-1]), sources=["v.jsonl"])
+    assert re.search(r"https?:", benign, re.IGNORECASE) is None
 
 
 @needs_chromium

@@ -1,7 +1,8 @@
 """A self-contained HTML report: inline SVG charts drawn here, no script, no network.
 
 A Content-Security-Policy of ``default-src 'none'`` makes the browser refuse any fetch, so the page
-provably works offline; every value from the log goes through :func:`html.escape`.
+provably works offline; every value from the log goes through :func:`html.escape`. The page holds
+no URL at all: inline SVG in HTML needs no ``xmlns``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _bars(title: str, counts: list[tuple[str, int]], chart_id: str) -> str:
     peak = max(n for _, n in counts) or 1
     parts = [
         f'<svg id="{chart_id}" class="chart" role="img" width="{label_w + bar_w + 80}" '
-        f'height="{row * len(counts) + 10}" xmlns="http://www.w3.org/2000/svg">',
+        f'height="{row * len(counts) + 10}">',
         f"<title>{_esc(title)}</title>",
     ]
     for i, (label, n) in enumerate(counts):
@@ -67,8 +68,8 @@ def _timeline(counts: list[tuple[str, int]]) -> str:
     step = (width - 2 * pad) / len(counts)
     peak = max(n for _, n in counts) or 1
     parts = [
-        f'<svg id="chart-time" class="chart" role="img" width="{width}" height="{height + 40}" '
-        'xmlns="http://www.w3.org/2000/svg"><title>Violations over time</title>',
+        f'<svg id="chart-time" class="chart" role="img" width="{width}" height="{height + 40}">'
+        "<title>Violations over time</title>",
         f'<line x1="{pad}" y1="{height}" x2="{width - pad}" y2="{height}" stroke="#999"/>',
         f'<text x="{pad - 4}" y="{pad}" text-anchor="end">{peak}</text>',
     ]
