@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,14 @@ def test_mode_change_from_a_reloaded_policy_is_recorded(tmp_path: Path, recorder
         "*": ["enforce", "monitor"],
         "purposes.recruitment.selection": [None, "enforce"],
     }
+
+
+def test_the_audit_log_records_the_policy_configured_with_it(tmp_path: Path) -> None:
+    log = tmp_path / "violations.jsonl"
+    pg.configure(policy=write(tmp_path / "p.yaml"), audit_log=log, audit_key=b"k")
+    assert pg.flush()
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert "purposeguard.policy_loaded" in events
 
 
 def test_bad_arguments_are_configuration_errors() -> None:

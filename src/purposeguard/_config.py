@@ -196,6 +196,8 @@ def configure(
         raise ConfigurationError("audit_key= is given without audit_log=; pass both")
     with _lock:
         before = _effective_modes()
+        if audit_log is not _UNSET:  # first, so that it records the policy this call installs
+            _set_audit(audit_log, audit_key)
         if policy is not _UNSET:
             _set_policy(policy)
         if mode is not _UNSET:
@@ -212,8 +214,6 @@ def configure(
             emitter.storm_window = _positive("storm_window", storm_window)
         if buffer_size is not _UNSET:
             emitter.capacity = _positive("buffer_size", buffer_size)
-        if audit_log is not _UNSET or audit_key is not _UNSET:
-            _set_audit(audit_log, audit_key)
         if registry is not _UNSET:
             _set_registry(registry)
         _record_mode_changes(before)
