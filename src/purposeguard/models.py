@@ -539,13 +539,13 @@ class GuardedModel(BaseModel):
         try:
             return self.__pydantic_serializer__.to_python(self, **kwargs)  # type: ignore[no-any-return]
         except PydanticSerializationError as exc:
-            raise _violation_of(exc) from None
+            raise violation_of(exc) from None
 
     def model_dump_json(self, **kwargs: Any) -> str:
         try:
             return self.__pydantic_serializer__.to_json(self, **kwargs).decode()
         except PydanticSerializationError as exc:
-            raise _violation_of(exc) from None
+            raise violation_of(exc) from None
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Any:
         copied = super().model_copy(update=update, deep=deep)
@@ -554,7 +554,7 @@ class GuardedModel(BaseModel):
         return copied
 
 
-def _violation_of(exc: PydanticSerializationError) -> BaseException:
+def violation_of(exc: PydanticSerializationError) -> BaseException:
     """pydantic wraps what a serializer raises; a violation is raised as itself."""
     stashed, pending.violation = pending.violation, None
     cause = exc.__cause__

@@ -28,9 +28,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "pip install 'purposeguard[fastapi]'"
     ) from exc
 
+from pydantic_core import PydanticSerializationError
+
 from .. import _config
 from .._context import _current
 from ..exceptions import ConfigurationError
+from ..models import violation_of
 from ._claims import (
     MAX_CLAIM_LENGTH,
     Caller,
@@ -110,6 +113,13 @@ class _PurposeRoute:
         token = _current.set(outcome)
         try:
             await self.app(scope, receive, send)
+        except PydanticSerializationError as exc:
+            # A guarded response model refused during serialization: pydantic wraps the
+            # violation; raise it as itself so the app's PurposeViolation handlers see it.
+            violation = violation_of(exc)
+            if violation is exc:
+                raise
+            raise violation from None
         finally:
             _current.reset(token)
 
