@@ -12,6 +12,7 @@ a no-op middleware added the same way.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from pathlib import Path
 from typing import Any
@@ -94,16 +95,25 @@ def run(quick: bool) -> list[dict[str, Any]]:
     """Rows ``{"name", "ratio", "budget", "baseline", "ns_per_call", "baseline_ns"}``: a request
     through the middleware against the same request without it."""
     pg.configure(policy=POLICY)
-    n, repeats = (2_000, 5) if quick else (10_000, 9)
+    # many short interleaved batches, the collector off: the minimum of each is the cost of a
+    # request undisturbed by the neighbours of a shared machine or by a collection
+    n, repeats = (200, 15) if quick else (500, 40)
     apps = {k: _app(k) for k in ("bare", "wrapped", "noop", "added")}
     loop = asyncio.new_event_loop()
+    gc_was_enabled = gc.isenabled()
     try:
         times: dict[str, list[float]] = {k: [] for k in apps}
-        for _ in range(repeats):  # interleaved, so drift on a noisy machine hits all alike
+        for _ in range(repeats):
+            gc.collect()
+            gc.disable()
             for k, app in apps.items():
                 times[k].append(loop.run_until_complete(_drive(app, n)))
+            if gc_was_enabled:
+                gc.enable()
     finally:
         loop.close()
+        if gc_was_enabled:
+            gc.enable()
     best = {k: min(v) for k, v in times.items()}
     return [
         {

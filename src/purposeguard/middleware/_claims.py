@@ -347,7 +347,15 @@ class ClaimReader:
     - ``max_length``: longest claim value accepted.
     """
 
-    __slots__ = ("baggage", "header", "max_length", "names", "untrusted", "verifier")
+    __slots__ = (
+        "baggage",
+        "byte_names",
+        "header",
+        "max_length",
+        "names",
+        "untrusted",
+        "verifier",
+    )
 
     def __init__(
         self,
@@ -374,6 +382,8 @@ class ClaimReader:
             names.add(self.header)
         #: lowercase header names (str) that can carry a claim
         self.names = frozenset(names)
+        #: the same as bytes, as ASGI gives header names (lowercased, per the ASGI spec)
+        self.byte_names = frozenset(name.encode("latin-1") for name in names)
 
     def find(self, pairs: Iterable[tuple[str, str]]) -> tuple[str, str] | Rejection | None:
         """The one claim among ``(lowercase name, value)`` header pairs (only those whose name

@@ -62,11 +62,13 @@ _UNCHECKED: Any = object()
 _JSON = [(b"content-type", b"application/json")]
 
 
-def _claim_headers(scope: Scope, names: frozenset[str]) -> Iterator[tuple[str, str]]:
-    for name, value in scope.get("headers") or ():
-        text = name.decode("latin-1").lower()
-        if text in names:
-            yield text, value.decode("latin-1")
+def _claim_headers(scope: Scope, names: frozenset[bytes]) -> list[tuple[str, str]]:
+    """The headers that can carry a claim, decoded; usually none, so nothing is decoded."""
+    return [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope.get("headers") or ()
+        if name in names
+    ]
 
 
 def _caller(scope: Scope) -> Caller:
@@ -105,7 +107,13 @@ class _PurposeRoute:
             await self.app(scope, receive, send)
             return
         reader: ClaimReader = scope.get(READER_KEY) or _NO_CLAIMS
-        outcome = reader.decide(decl, _claim_headers(scope, reader.names), lambda: _caller(scope))
+        names = reader.byte_names
+        outcome: str | Rejection = decl.default
+        for name, _ in scope.get("headers") or ():  # most requests carry no claim at all
+            if name in names:
+                pairs = _claim_headers(scope, names)
+                outcome = reader.decide(decl, pairs, lambda: _caller(scope))
+                break
         if isinstance(outcome, Rejection):
             outcome.record(self.label, "asgi")
             await _refuse(outcome, scope, send)
@@ -242,6 +250,8 @@ class PurposeMiddleware:
         if _config.state.compiled is not self._checked:
             self._check()
         scope[READER_KEY] = self._reader
+        # always a token of its own: require_purpose() dependencies set the purpose without one,
+        # and this reset is what ends theirs with the request
         token = _current.set(self._default)
         try:
             await self.app(scope, receive, send)
@@ -289,7 +299,9 @@ def require_purpose(*ids: str) -> Any:
             checked[0] = _config.state.compiled
         scope = connection.scope
         reader: ClaimReader = scope.get(READER_KEY) or _NO_CLAIMS
-        outcome = reader.decide(decl, _claim_headers(scope, reader.names), lambda: _caller(scope))
+        outcome = reader.decide(
+            decl, _claim_headers(scope, reader.byte_names), lambda: _caller(scope)
+        )
         if isinstance(outcome, Rejection):
             route = getattr(scope.get("route"), "path", None) or "require_purpose"
             outcome.record(route, "fastapi")
