@@ -131,13 +131,20 @@ class purpose:
         value: object = self._name
         if caller.f_code.co_flags & _GENERATOR_FLAGS:
             value = _Scoped(self._name, caller, _current.get())
-        self._push(_set(value))
+        token = _set(value)
+        if self._token is None:  # the common case, inline: no re-entry
+            self._token = token
+        else:
+            self._push(token)
         return self._name
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        token = self._pop()
+        if self._stack:
+            token = self._stack.pop()
+        else:
+            token, self._token = self._token, None  # type: ignore[assignment]
         try:
             _reset(token)
         except ValueError:  # a generator resumed in another context: restore what it replaced
