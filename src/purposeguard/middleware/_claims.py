@@ -336,6 +336,22 @@ def _baggage_entries(value: str) -> list[str]:
     return found
 
 
+def route_declarations(
+    routes: Mapping[str, str | Sequence[str]] | None, default: str | None, owner: str
+) -> tuple[dict[str, RoutePurposes], str | None, dict[str, RoutePurposes]]:
+    """``(declared routes, default purpose, everything to check against the policy)`` from a
+    middleware's ``routes=`` and ``default=``; malformed declarations raise here."""
+    declared = {
+        key: RoutePurposes.of(spec, f"{owner} route {key!r}")
+        for key, spec in (routes or {}).items()
+    }
+    default_id = None if default is None else RoutePurposes.of(default, "default").default
+    every = dict(declared)
+    if default_id is not None:
+        every["(default)"] = RoutePurposes.of(default_id)
+    return declared, default_id, every
+
+
 class ClaimReader:
     """Finds, bounds, verifies and checks an inbound purpose claim.
 

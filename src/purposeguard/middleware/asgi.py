@@ -43,6 +43,7 @@ from ._claims import (
     Verifier,
     declared_on,
     purposes,
+    route_declarations,
     split_key,
     validate_declarations,
 )
@@ -173,11 +174,9 @@ class PurposeMiddleware:
         max_claim_length: int = MAX_CLAIM_LENGTH,
     ) -> None:
         self.app = app
-        self._declared = {
-            key: RoutePurposes.of(spec, f"PurposeMiddleware route {key!r}")
-            for key, spec in (routes or {}).items()
-        }
-        self._default = None if default is None else RoutePurposes.of(default, "default").default
+        self._declared, self._default, self._all = route_declarations(
+            routes, default, "PurposeMiddleware"
+        )
         self._reader = ClaimReader(
             verifier=verifier,
             header=claim_header,
@@ -185,9 +184,6 @@ class PurposeMiddleware:
             untrusted=untrusted,
             max_length=max_claim_length,
         )
-        self._all = dict(self._declared)
-        if self._default is not None:
-            self._all["(default)"] = RoutePurposes.of(self._default)
         self._installed: Any = None
         self._checked: Any = _UNCHECKED
         if _config.state.compiled is not None:

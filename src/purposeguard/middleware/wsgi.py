@@ -29,6 +29,7 @@ from ._claims import (
     Verifier,
     declared_on,
     purposes,
+    route_declarations,
     split_key,
     validate_declarations,
 )
@@ -132,11 +133,9 @@ class PurposeWSGIMiddleware:
     ) -> None:
         self.app = app
         self.flask_app = flask_app
-        self._declared = {
-            key: RoutePurposes.of(spec, f"PurposeWSGIMiddleware route {key!r}")
-            for key, spec in (routes or {}).items()
-        }
-        self._default = None if default is None else RoutePurposes.of(default, "default").default
+        self._declared, self._default, self._all = route_declarations(
+            routes, default, "PurposeWSGIMiddleware"
+        )
         self._reader = ClaimReader(
             verifier=verifier,
             header=claim_header,
@@ -144,9 +143,6 @@ class PurposeWSGIMiddleware:
             untrusted=untrusted,
             max_length=max_claim_length,
         )
-        self._all = dict(self._declared)
-        if self._default is not None:
-            self._all["(default)"] = RoutePurposes.of(self._default)
         # path template → {method or None: declaration}, in declaration order
         self._table: dict[str, dict[str | None, RoutePurposes]] = {}
         for key, decl in self._declared.items():
