@@ -97,7 +97,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     pg.configure(policy=POLICY)
     # many short interleaved batches, the collector off: the minimum of each is the cost of a
     # request undisturbed by the neighbours of a shared machine or by a collection
-    n, repeats = (200, 15) if quick else (500, 40)
+    n, repeats = (100, 30) if quick else (200, 100)
     apps = {k: _app(k) for k in ("bare", "wrapped", "noop", "added")}
     loop = asyncio.new_event_loop()
     gc_was_enabled = gc.isenabled()
