@@ -7,6 +7,7 @@ and purposeguard blocks (or, in monitor mode, records) every use outside those p
 from __future__ import annotations
 
 from . import testing
+from ._check import check, explain
 from ._compile import Tag
 from ._config import ENV_AUDIT_KEY, ENV_SERVICE, configure, get_policy, reload_policy
 from ._context import (
@@ -19,7 +20,8 @@ from ._context import (
 )
 from ._decide import Decision, Rule
 from ._events import SCHEMA
-from ._guard import GuardedFunction, accessor, check, explain, guard_function
+from ._guard import GuardedFunction, accessor, guard_function
+from ._load import load_policy
 from ._notice import FieldPurposes, PurposeNotice, purpose_notice, retention_for
 from ._policy import (
     Category,
@@ -29,7 +31,6 @@ from ._policy import (
     Purpose,
     Recipient,
     Retention,
-    load_policy,
 )
 from ._version import __version__
 from .exceptions import ConfigurationError, PolicyError, PurposeGuardError, PurposeViolation

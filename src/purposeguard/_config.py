@@ -21,7 +21,8 @@ import structlog
 from ._compile import CompiledPolicy, compile_policy
 from ._events import ENV_SERVICE, Sink, emitter
 from ._ids import ancestors
-from ._policy import Mode, Policy, load_policy
+from ._load import load_policy
+from ._policy import Mode, Policy
 from .exceptions import ConfigurationError, PolicyError
 from .sinks.audit import AUDIT_KEY_ENV, AuditLog
 

@@ -24,9 +24,10 @@ from types import MappingProxyType
 from typing import Any
 
 from . import _config
+from ._check import check
 from ._decide import Decision, Rule
 from ._events import emitter
-from ._guard import check, subject_hash
+from ._guard import subject_hash
 from ._ids import describe_bad_id, is_purpose_id, is_within
 from ._notice import retention_for
 from ._policy import Policy
