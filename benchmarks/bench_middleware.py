@@ -3,7 +3,9 @@
 A small FastAPI app (a few routes, a path parameter, a JSON response) is driven directly with a
 synthetic scope/receive/send, with and without the middleware (routes declared by mapping and by
 ``purposes()``, a policy configured). The ratio is min-of-repeats time per request with the
-middleware over the same without it; budget 1.05. FastAPI's ``add_middleware`` stack has a cost of
+middleware over the same without it; budget 1.05. Where valgrind is installed, a full run also
+counts the instructions per request under callgrind: that ratio does not move with the load of a
+shared machine, which the timed one does by about the size of this budget. FastAPI's ``add_middleware`` stack has a cost of
 its own (a no-op middleware added that way costs ~20% here), so there are two rows: the
 middleware wrapping the app vs the bare app, and the middleware added with ``add_middleware`` vs
 a no-op middleware added the same way.
@@ -13,6 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -115,7 +121,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         if gc_was_enabled:
             gc.enable()
     best = {k: min(v) for k, v in times.items()}
-    return [
+    rows = [
         {
             "name": "asgi middleware per request, wrapping a FastAPI app (vs the bare app)",
             "ratio": round(best["wrapped"] / best["bare"], 4),
@@ -133,8 +139,61 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "baseline_ns": round(best["noop"] * 1e9),
         },
     ]
+    if not quick and shutil.which("valgrind"):
+        rows.append(_instruction_row())
+    return rows
+
+
+# Timing on a shared machine moves by a few percent between runs, the size of this budget; the
+# number of instructions executed does not. callgrind counts them (CPU-independent, repeatable):
+# a request's cost is the difference between a run of N requests and a run of none.
+
+
+def _instructions(kind: str, n: int) -> int:
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-m",
+            "benchmarks.bench_middleware",
+            "--drive",
+            kind,
+            str(n),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(re.findall(r"Collected : (\d+)", done.stderr)[-1])
+
+
+def _instruction_row(n: int = 300) -> dict[str, Any]:
+    per = {k: (_instructions(k, n) - _instructions(k, 0)) / n for k in ("bare", "wrapped")}
+    return {
+        "name": "asgi middleware per request, instructions (callgrind)",
+        "ratio": round(per["wrapped"] / per["bare"], 4),
+        "budget": 1.05,
+        "baseline": "instructions per request of the same FastAPI app without it",
+        "ns_per_call": None,
+    }
+
+
+def _drive_only(kind: str, n: int) -> None:
+    pg.configure(policy=POLICY)
+    app = _app(kind)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(_drive(app, 20))  # warm-up: the same in every run
+    if n:
+        loop.run_until_complete(_drive(app, n))
+    loop.close()
 
 
 if __name__ == "__main__":
-    for row in run(quick=False):
-        print(row)
+    if sys.argv[1:2] == ["--drive"]:
+        _drive_only(sys.argv[2], int(sys.argv[3]))
+    else:
+        for row in run(quick=False):
+            print(row)
