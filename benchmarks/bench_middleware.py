@@ -3,12 +3,12 @@
 A small FastAPI app (a few routes, a path parameter, a JSON response) is driven directly with a
 synthetic scope/receive/send, with and without the middleware (routes declared by mapping and by
 ``purposes()``, a policy configured). The ratio is min-of-repeats time per request with the
-middleware over the same without it; budget 1.05. Where valgrind is installed, a full run also
-counts the instructions per request under callgrind: that ratio does not move with the load of a
-shared machine, which the timed one does by about the size of this budget. FastAPI's ``add_middleware`` stack has a cost of
-its own (a no-op middleware added that way costs ~20% here), so there are two rows: the
+middleware over the same without it; budget 1.05. FastAPI's ``add_middleware`` stack has a cost
+of its own (a no-op middleware added that way costs ~20% here), so there are two rows: the
 middleware wrapping the app vs the bare app, and the middleware added with ``add_middleware`` vs
-a no-op middleware added the same way.
+a no-op middleware added the same way. Where valgrind is installed, a full run also counts the
+instructions per request under callgrind: that ratio does not move with the load of a shared
+machine, which the timed one does by about the size of this budget.
 """
 
 from __future__ import annotations
