@@ -11,6 +11,7 @@ import pytest
 
 import purposeguard as pg
 from purposeguard._events import emitter
+from purposeguard.testing import RecordingSink
 
 POLICY = """\
 policy: cfg
@@ -32,29 +33,9 @@ def write(path: Path, version: str = "1", mode: str = "enforce", override: str =
     return path
 
 
-class Recorder:
-    """A sink that keeps every buffered record (what the audit log would receive)."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def emit(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-    def named(self, name: str) -> list[dict[str, Any]]:
-        pg.flush()
-        return [r for r in self.records if r["event"] == name]
-
-
 @pytest.fixture
-def recorder() -> Recorder:
-    sink = Recorder()
+def recorder() -> RecordingSink:
+    sink = RecordingSink()
     pg.configure(audit_log=sink)
     return sink
 
@@ -70,7 +51,7 @@ def make_accessor() -> Any:
 pytestmark = pytest.mark.usefixtures("isolated")
 
 
-def test_configure_changes_only_what_it_is_given(tmp_path: Path, recorder: Recorder) -> None:
+def test_configure_changes_only_what_it_is_given(tmp_path: Path, recorder: RecordingSink) -> None:
     pg.configure(policy=write(tmp_path / "p.yaml"), service="hr-api")
     pg.configure(mode="monitor")
     assert pg.get_policy() is not None
@@ -82,7 +63,9 @@ def test_configure_changes_only_what_it_is_given(tmp_path: Path, recorder: Recor
     assert events[0]["mode"] == "monitor"
 
 
-def test_mode_override_holds_across_reloads_until_none(tmp_path: Path, recorder: Recorder) -> None:
+def test_mode_override_holds_across_reloads_until_none(
+    tmp_path: Path, recorder: RecordingSink
+) -> None:
     path = write(tmp_path / "p.yaml")
     pg.configure(policy=path, mode="monitor")
     read = make_accessor()
@@ -99,7 +82,7 @@ def test_mode_override_holds_across_reloads_until_none(tmp_path: Path, recorder:
     assert {"*": ["monitor", "enforce"]} in changes
 
 
-def test_per_purpose_override_beats_the_default(tmp_path: Path, recorder: Recorder) -> None:
+def test_per_purpose_override_beats_the_default(tmp_path: Path, recorder: RecordingSink) -> None:
     pg.configure(policy=write(tmp_path / "p.yaml", override="mode: monitor"))
     read = make_accessor()
     pg.configure(
@@ -125,7 +108,7 @@ def test_accessor_mode_override(configured: pg.Policy) -> None:
     assert events[0]["mode"] == "monitor"
 
 
-def test_bad_reload_keeps_the_last_good_policy(tmp_path: Path, recorder: Recorder) -> None:
+def test_bad_reload_keeps_the_last_good_policy(tmp_path: Path, recorder: RecordingSink) -> None:
     path = write(tmp_path / "p.yaml")
     pg.configure(policy=path)
     read = make_accessor()
@@ -149,7 +132,9 @@ def test_reload_without_a_file_is_a_clear_error(configured: pg.Policy) -> None:
         pg.reload_policy()
 
 
-def test_mode_change_from_a_reloaded_policy_is_recorded(tmp_path: Path, recorder: Recorder) -> None:
+def test_mode_change_from_a_reloaded_policy_is_recorded(
+    tmp_path: Path, recorder: RecordingSink
+) -> None:
     path = write(tmp_path / "p.yaml")
     pg.configure(policy=path)
     write(path, version="2", mode="monitor", override="mode: enforce")

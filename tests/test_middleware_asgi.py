@@ -37,6 +37,7 @@ from purposeguard.middleware import HMACClaimVerifier, purposes, sign_claim
 from purposeguard.middleware._claims import _BODIES
 from purposeguard.middleware.asgi import PurposeMiddleware, require_purpose
 from purposeguard.outbound import StripPurposePropagator
+from purposeguard.testing import RecordingSink
 
 KEY = b"asgi-test-key-0123456789"
 ECHO = ("recruitment", "audit", "inquiry", "marketing.events")
@@ -81,22 +82,6 @@ class Tracker:
             with EVENTS.cond:
                 EVENTS.in_flight -= 1
                 EVENTS.cond.notify_all()
-
-
-class ListSink:
-    """An audit-log stand-in that keeps every record it is given."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def emit(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
 
 
 def make_app(seen: dict[str, list[Any]]) -> FastAPI:
@@ -236,8 +221,8 @@ def fresh_app() -> Iterator[FastAPI]:
 
 
 @pytest.fixture
-def sink(configured: pg.Policy) -> ListSink:
-    out = ListSink()
+def sink(configured: pg.Policy) -> RecordingSink:
+    out = RecordingSink()
     pg.configure(audit_log=out)
     return out
 
@@ -246,7 +231,7 @@ def baggage(claim: str) -> dict[str, str]:
     return {"baggage": f"other=1,purposeguard.purpose={claim},x=y"}
 
 
-def rejected(sink: ListSink) -> list[dict[str, Any]]:
+def rejected(sink: RecordingSink) -> list[dict[str, Any]]:
     pg.testing.flush()
     return [r for r in sink.records if r["event"] == "purposeguard.claim_rejected"]
 
@@ -331,7 +316,7 @@ def test_background_tasks_run_under_the_request_purpose(
 
 
 def test_dependency_declares_purpose_and_accepts_only_its_own(
-    server: tuple[str, dict[str, list[Any]]], sink: ListSink
+    server: tuple[str, dict[str, list[Any]]], sink: RecordingSink
 ) -> None:
     url, _ = server
     with httpx.Client(base_url=url) as client:
@@ -370,7 +355,7 @@ def test_undeclared_route_runs_without_purpose_and_ignores_claims(
 )
 def test_bad_claims_are_refused_recorded_and_never_echoed(
     server: tuple[str, dict[str, list[Any]]],
-    sink: ListSink,
+    sink: RecordingSink,
     headers: dict[str, str],
     status: int,
     reason: str,

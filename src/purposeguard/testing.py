@@ -16,7 +16,14 @@ from ._config import isolated_guards
 from ._events import emitter
 from ._policy import Mode, Policy, Purpose
 
-__all__ = ["capture_violations", "flush", "isolated_guards", "make_policy", "reset"]
+__all__ = [
+    "RecordingSink",
+    "capture_violations",
+    "flush",
+    "isolated_guards",
+    "make_policy",
+    "reset",
+]
 
 
 @contextmanager
@@ -25,6 +32,29 @@ def capture_violations() -> Iterator[list[dict[str, Any]]]:
     block. Events are appended when the violation happens, not when logs are flushed."""
     with emitter.capture() as captured:
         yield captured
+
+
+class RecordingSink:
+    """A sink that keeps every record it is given: what the audit log would receive (violations
+    after storm control, storm summaries, mode changes, policy reloads, rejected claims, ...).
+    Install it with ``pg.configure(audit_log=RecordingSink())``."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        """The records of one ``event`` name, after delivering everything buffered."""
+        emitter.flush()
+        return [r for r in self.records if r["event"] == event]
 
 
 def make_policy(
