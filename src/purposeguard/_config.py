@@ -291,7 +291,7 @@ def _set_audit(audit_log: Any, audit_key: Any) -> None:
         new = audit_log
     emitter.flush()
     state.audit = new
-    emitter.sinks = () if new is None else (new,)
+    emitter.set_sinks(() if new is None else (new,))
     if old is not None and old is not new:
         _close_quietly(old)
 
@@ -337,6 +337,6 @@ def reset() -> None:
         if state.audit is not None:
             _close_quietly(state.audit)
         state.audit = None
-        emitter.sinks = ()
+        emitter.set_sinks(())
         emitter.storm_limit, emitter.storm_window, emitter.capacity = 100, 1.0, 10_000
         emitter.service = os.environ.get(ENV_SERVICE) or os.environ.get("OTEL_SERVICE_NAME") or None

@@ -121,6 +121,14 @@ class Emitter:
         os.register_at_fork(after_in_child=self._reset_state)
         atexit.register(self.close)
 
+    def set_sinks(self, sinks: tuple[Sink, ...]) -> None:
+        """Deliver to ``sinks`` from now on. The exit hook is registered again, so that it runs
+        before the exit hooks of the sinks' own modules (atexit runs the last registered first):
+        what is still buffered at exit, storm summaries included, reaches sinks still open."""
+        self.sinks = sinks
+        atexit.unregister(self.close)
+        atexit.register(self.close)
+
     def _reset_state(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # the same lock, for waiting on it

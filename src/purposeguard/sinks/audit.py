@@ -467,13 +467,8 @@ def _read_tail(path: Path, size: int, default_every: int) -> tuple[int, str, int
 
 
 def _close_all() -> None:
-    # atexit runs hooks last-registered first, and this module is imported after the core
-    # emitter registered its own: without this flush, the storm summaries that the emitter
-    # writes at exit would reach an already closed log and be lost.
-    with contextlib.suppress(Exception):
-        from purposeguard._events import emitter
-
-        emitter.flush()
+    # The core emitter flushes into its configured logs before this runs (it registers its own
+    # exit hook again whenever its sinks change, so that it runs first).
     for log in list(_LIVE):
         log.close()
 
