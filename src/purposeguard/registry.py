@@ -573,16 +573,9 @@ def check_subject(
     applies) counted from ``collected_at`` is denied with ``expired``; the configured registry's consents widen and its suspensions narrow
     (``suspended``). Never raises a violation and records nothing.
     """
-    try:  # check()'s own cache, read here to save a call frame on the hot path
-        decision: Decision = _config.state.compiled._check_cache[  # type: ignore[union-attr]
-            (purpose, collected_for, prohibited, field)
-        ]
-        if policy is not None:
-            raise KeyError(policy)
-    except (KeyError, TypeError, AttributeError):
-        decision = check(
-            purpose, collected_for=collected_for, prohibited=prohibited, field=field, policy=policy
-        )
+    decision = check(
+        purpose, collected_for=collected_for, prohibited=prohibited, field=field, policy=policy
+    )
     strict = False
     if category is not None or collected_at is not None or field is not None:
         compiled = _config.state.compiled if policy is None else None
