@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from benchmarks.bench_core import large_policy_source
 
 import purposeguard as pg
 from purposeguard._compile import Tag, compile_policy
@@ -57,21 +58,10 @@ def test_unknown_purposes_in_a_tag_are_named(policy: pg.Policy) -> None:
 
 def test_a_large_policy_compiles_with_every_field_tag() -> None:
     """The DESIGN §7 budget for this size (1 s, 100 MB) is held by benchmarks/bench_core.py."""
-    policy = big_policy()
+    purposes, fields = large_policy_source()
+    policy = pg.Policy(id="big", version="1", purposes=purposes, fields=fields)
     compiled = compile_policy(policy)
     assert len(compiled.purposes) == 1000
     assert len(compiled.field_tags) == 10_000
     tag = compiled.field_tags["app.models.M3.f4"]
     assert compiled.allowed_set(tag) == compiled.below["p7"]
-
-
-def big_policy() -> pg.Policy:
-    """1,000 purposes (100 roots with 9 children each) and 10,000 tagged fields."""
-    purposes = {f"p{i}": {"description": "d"} for i in range(100)}
-    purposes.update({f"p{i}.c{j}": {"description": "d"} for i in range(100) for j in range(9)})
-    fields = {
-        f"app.models.M{i}.f{j}": {"collected_for": [f"p{(i + j) % 100}"]}
-        for i in range(1000)
-        for j in range(10)
-    }
-    return pg.Policy(id="big", version="1", purposes=purposes, fields=fields)
