@@ -7,6 +7,7 @@ from benchmarks.bench_core import large_policy_source
 
 import purposeguard as pg
 from purposeguard._compile import Tag, compile_policy
+from purposeguard.exceptions import ConfigurationError
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def test_allow_set_is_cached_per_tag(policy: pg.Policy) -> None:
 
 def test_tags_are_order_free_and_reject_strings() -> None:
     assert Tag.of(["b", "a", "a"], ["c"]) == Tag(("a", "b"), ("c",))
-    with pytest.raises(TypeError, match="not a str"):
+    with pytest.raises(ConfigurationError, match="not a str"):
         Tag.of("recruitment")
 
 

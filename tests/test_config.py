@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import purposeguard as pg
-from purposeguard._events import emitter
+from purposeguard._emitter import emitter
 from purposeguard.testing import RecordingSink
 
 POLICY = """\

@@ -10,7 +10,7 @@ import pytest
 
 import purposeguard as pg
 from purposeguard._compile import Tag, compile_policy
-from purposeguard._decide import decide
+from purposeguard._decide import Rule, decide
 
 CASES: list[dict[str, Any]] = json.loads(
     (Path(__file__).parent / "vectors" / "decisions.json").read_text()
@@ -89,7 +89,7 @@ def test_guarded_accessor_matches_vector(case: dict[str, Any]) -> None:
 def test_decision_is_frozen_and_explains_its_rule(configured: pg.Policy) -> None:
     decision = pg.check("audit", collected_for=("inquiry",))
     assert decision.allowed
-    assert decision.rule == pg.Rule("allowed", matched="inquiry", through="inquiry")
+    assert decision.rule == Rule("allowed", matched="inquiry", through="inquiry")
     assert decision.policy_version == "2024-09-01"
     with pytest.raises(AttributeError):
         decision.allowed = False  # type: ignore[misc]

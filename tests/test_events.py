@@ -15,7 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.conftest import CANARY, counter_value
 
 import purposeguard as pg
-from purposeguard._events import VIOLATION_KEYS, emitter
+from purposeguard._emitter import emitter
+from purposeguard._events import VIOLATION_KEYS
 
 
 def guarded() -> Any:

@@ -7,11 +7,9 @@ import pytest
 from purposeguard._ids import (
     ancestors,
     describe_bad_id,
-    down,
     is_purpose_id,
     is_within,
     parent,
-    up_down,
 )
 
 
@@ -45,10 +43,3 @@ def test_hierarchy() -> None:
     assert is_within("a", "a")
     assert not is_within("ab", "a")  # a prefix of the text is not an ancestor
     assert not is_within("a", "a.b")
-
-
-def test_down_and_up_down() -> None:
-    universe = ["a", "a.b", "a.b.c", "ab", "c"]
-    assert down(["a.b"], universe) == {"a.b", "a.b.c"}
-    assert up_down(["a.b"], universe) == {"a", "a.b", "a.b.c"}
-    assert down([], universe) == frozenset()

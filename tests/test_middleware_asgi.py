@@ -32,7 +32,6 @@ from starlette.websockets import WebSocket
 from tests.conftest import CANARY
 
 import purposeguard as pg
-from purposeguard import _config
 from purposeguard.middleware import HMACClaimVerifier, purposes, sign_claim
 from purposeguard.middleware._claims import _BODIES
 from purposeguard.middleware.asgi import PurposeMiddleware, require_purpose
@@ -204,7 +203,7 @@ def server() -> Iterator[tuple[str, dict[str, list[Any]]]]:
         yield url, seen
     seen.clear()
     gc.collect()  # the app's accessor must not outlive this module (guards are process-wide)
-    assert not any("load_applicant" in g.name for g in _config._guards)
+    assert not any("load_applicant" in g.name for g in pg.testing.guards())
 
 
 @pytest.fixture(scope="module")

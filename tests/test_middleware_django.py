@@ -36,7 +36,6 @@ from django.test import AsyncClient, Client  # noqa: E402
 from django.urls import path  # noqa: E402
 
 import purposeguard as pg  # noqa: E402
-from purposeguard import _config  # noqa: E402
 
 HOLDER: dict[str, Any] = {}
 
@@ -102,7 +101,7 @@ def _accessor() -> Iterator[None]:
     HOLDER.clear()
     del load
     gc.collect()  # guards are process-wide: this one must not outlive the module
-    assert not any(g.name.endswith("load") and "django" in g.name for g in _config._guards)
+    assert not any(g.name.endswith("load") and "django" in g.name for g in pg.testing.guards())
 
 
 def bag(claim: str) -> dict[str, str]:

@@ -15,7 +15,6 @@ from flask import Flask, Response, jsonify, stream_with_context
 from werkzeug.serving import make_server
 
 import purposeguard as pg
-from purposeguard import _config
 from purposeguard.middleware import HMACClaimVerifier, purposes, sign_claim
 from purposeguard.middleware.wsgi import PurposeWSGIMiddleware, init_flask
 
@@ -73,7 +72,7 @@ def server() -> Iterator[str]:
     thread.join(10)
     holder.clear()
     gc.collect()  # the app's accessor must not outlive this module (guards are process-wide)
-    assert not any("load_applicant" in g.name for g in _config._guards)
+    assert not any("load_applicant" in g.name for g in pg.testing.guards())
 
 
 def test_concurrent_requests_with_mixed_purposes_show_no_cross_talk(

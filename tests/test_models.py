@@ -18,7 +18,7 @@ from pydantic_core import PydanticSerializationError
 from tests.conftest import CANARY
 
 import purposeguard as pg
-from purposeguard._guard import subject_hash
+from purposeguard._events import subject_hash
 from purposeguard._sealed import Sealed
 
 T = TypeVar("T")

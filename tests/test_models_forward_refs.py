@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import pytest
 
 import purposeguard as pg
+from purposeguard.models import Tag
 
 pytestmark = pytest.mark.usefixtures("isolated", "configured")
 
@@ -37,7 +38,7 @@ def test_alias_defined_after_the_class_is_guarded_once_resolved() -> None:
         _ = record.email
     with pg.purpose("marketing"), pytest.raises(pg.PurposeViolation):
         record.model_dump()
-    assert dict(model.__purposeguard_fields__) == {"email": pg.Tag.of(["recruitment"])}
+    assert dict(model.__purposeguard_fields__) == {"email": Tag.of(["recruitment"])}
 
 
 def test_nested_model_defined_later() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gc
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
@@ -18,9 +19,7 @@ from pydantic import BaseModel, ValidationError
 from tests.conftest import CANARY
 
 import purposeguard as pg
-from purposeguard import _sealed
 from purposeguard._policy import parse_duration
-from purposeguard.registry import expired
 
 T0 = datetime(2024, 4, 1, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -32,17 +31,17 @@ class Clock:
     def __init__(self) -> None:
         self.now = T0
 
-    def __call__(self) -> int:
-        epoch_us = _sealed.epoch_us(self.now)
-        assert epoch_us is not None
-        return epoch_us
-
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+def clock() -> Iterator[Clock]:
     frozen = Clock()
-    monkeypatch.setattr(_sealed, "now_us", frozen)
-    return frozen
+    with pg.testing.retention_clock(lambda: frozen.now):
+        yield frozen
+
+
+def expired(collected_at: datetime, period: timedelta, now: datetime) -> bool:
+    """The retention rule, written out: data is past its period from ``collected_at + period``."""
+    return now >= collected_at + period
 
 
 def with_policy(alj_policy: pg.Policy, **changes: Any) -> pg.Policy:

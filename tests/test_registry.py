@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import purposeguard as pg
 from purposeguard.exceptions import ConfigurationError
+from purposeguard.registry import SubjectStatus
 from purposeguard.stores.memory import MemoryStore
 
 CANARY = "canary-7f3a9e-secret@example.com"
@@ -436,6 +437,6 @@ def test_status_is_fresh_after_another_registry_changes_the_subject(
     writer.resume_use("x")
     reader.sync()
     assert "x" not in reader.restricted
-    assert reader.status("x") == pg.SubjectStatus()
+    assert reader.status("x") == SubjectStatus()
     reader.close()
     writer.close()

@@ -2,14 +2,18 @@
 
 Tag data with the purposes it was collected for, declare the purpose of the code that uses it,
 and purposeguard blocks (or, in monitor mode, records) every use outside those purposes.
+
+The top level holds what an application writes: the policy and its schema, configuration, the
+purpose context, guards and markers, questions, subjects and provision, and the errors. Records
+that come back from it live in their modules (``purposeguard.models.Tag``,
+``purposeguard.registry.SubjectStatus``, ``purposeguard.stores.ProvisionRecord``, ...).
 """
 
 from __future__ import annotations
 
 from . import testing
-from ._check import check, explain
-from ._compile import Tag
-from ._config import ENV_AUDIT_KEY, ENV_SERVICE, configure, get_policy, reload_policy
+from ._check import check, check_subject, explain
+from ._config import configure, flush, get_policy, reload_policy
 from ._context import (
     PurposeAwareExecutor,
     current_purpose,
@@ -18,41 +22,34 @@ from ._context import (
     submit,
     with_purpose_context,
 )
-from ._decide import Decision, Rule
-from ._events import SCHEMA
-from ._guard import GuardedFunction, accessor, guard_function
+from ._decide import Decision
+from ._guard import accessor, guard_function
 from ._load import load_policy
-from ._notice import FieldPurposes, PurposeNotice, purpose_notice, retention_for
-from ._policy import (
-    Category,
-    FieldTag,
-    Mode,
-    Policy,
-    Purpose,
-    Recipient,
-    Retention,
-)
+from ._notice import purpose_notice, retention_for
+from ._policy import Category, FieldTag, Policy, Purpose, Recipient, Retention
 from ._version import __version__
-from .exceptions import ConfigurationError, PolicyError, PurposeGuardError, PurposeViolation
+from .exceptions import (
+    ConfigurationError,
+    PolicyError,
+    ProvisionViolation,
+    PurposeGuardError,
+    PurposeViolation,
+    SealedPickleError,
+)
 from .models import (
     CollectedAt,
     CollectedFor,
     Consent,
     GuardedModel,
-    SealedPickleError,
     SubjectId,
     guarded,
     purposes_of,
 )
-from .provision import LegalGround, ProvisionViolation, provide, provides, providing
-from .registry import Registry, SubjectStatus, check_subject, get_registry
+from .provision import LegalGround, provide, provides, providing
+from .registry import Registry, get_registry
 from .sinks.audit import AuditLog
-from .stores import ProvisionRecord
 
 __all__ = [
-    "ENV_AUDIT_KEY",
-    "ENV_SERVICE",
-    "SCHEMA",
     "AuditLog",
     "Category",
     "CollectedAt",
@@ -60,29 +57,21 @@ __all__ = [
     "ConfigurationError",
     "Consent",
     "Decision",
-    "FieldPurposes",
     "FieldTag",
-    "GuardedFunction",
     "GuardedModel",
     "LegalGround",
-    "Mode",
     "Policy",
     "PolicyError",
-    "ProvisionRecord",
     "ProvisionViolation",
     "Purpose",
     "PurposeAwareExecutor",
     "PurposeGuardError",
-    "PurposeNotice",
     "PurposeViolation",
     "Recipient",
     "Registry",
     "Retention",
-    "Rule",
     "SealedPickleError",
     "SubjectId",
-    "SubjectStatus",
-    "Tag",
     "__version__",
     "accessor",
     "check",
@@ -109,5 +98,3 @@ __all__ = [
     "testing",
     "with_purpose_context",
 ]
-
-flush = testing.flush

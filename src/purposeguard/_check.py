@@ -1,32 +1,71 @@
-"""``check()`` and ``explain()``: questions about a use, answered without making it.
+"""Questions about a use, answered without making it: ``check()``, ``explain()`` and
+``check_subject()``.
 
-A decision is cached on the compiled policy (a new policy brings a new cache); nothing is
-recorded and nothing is raised.
+Every answer comes from the same rules as a use: the reference decision for tags
+(:mod:`purposeguard._decide`) and the field decision (:mod:`purposeguard._fields`) for fields and
+subjects. Nothing is recorded and nothing is raised. ``check``'s answers are cached beside the
+compiled policy they were made under (a new policy brings a new cache), so a question costs a
+dict lookup whatever the number of distinct purposes asked about.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from . import _config
-from ._compile import CompiledPolicy, Tag, compile_policy
+from . import _time
+from ._compile import CompiledPolicy, PerGeneration, Tag, compile_policy
 from ._decide import Decision, Rule
-from ._guard import FieldRef, Guard, field_ref
-from ._ids import is_purpose_id
+from ._fields import FieldGuard, Record, decide, field_guard, question
+from ._guard import Guard, field_ref
 from ._policy import Policy
+from ._state import state
 from .exceptions import ConfigurationError, PolicyError
 
-__all__ = ["check", "explain"]
+__all__ = ["check", "check_subject", "explain"]
 
-_state = _config.state
+#: answers kept per policy; past it the policy's answers start afresh (a cache, never a cliff:
+#: 10,000 purposes times 25 tag sets fit)
+ANSWER_LIMIT = 1 << 18
+_Key = tuple[Any, ...]
+
+
+class _Answers:
+    """``check``'s answers under one compiled policy: ``plain[collected_for][purpose]`` for the
+    common question, ``other[(purpose, collected_for, prohibited, field)]`` for the rest."""
+
+    __slots__ = ("compiled", "other", "plain", "size")
+
+    def __init__(self, compiled: CompiledPolicy | None) -> None:
+        self.compiled = compiled
+        self.plain: dict[Any, dict[Any, Decision]] = {}
+        self.other: dict[_Key, Decision] = {}
+        self.size = 0
+
+    def add(self, key: _Key, plain: bool, decision: Decision) -> None:
+        if self.size >= ANSWER_LIMIT:
+            self.plain, self.other, self.size = {}, {}, 0
+        purpose, collected_for = key[0], key[1]
+        try:
+            if plain:
+                self.plain.setdefault(collected_for, {})[purpose] = decision
+            else:
+                self.other[key] = decision
+        except TypeError:  # an unhashable purpose: answered, not cached
+            return
+        self.size += 1
+
+
+#: the answers for the configured policy (replaced when it changes) and for others (policy=)
+_current = _Answers(None)
+_others: PerGeneration[str, _Answers] = PerGeneration(keep=16)
 _compiled_for_policy: dict[int, tuple[Policy, CompiledPolicy]] = {}
-_CHECK_CACHE_LIMIT = 4096
 
 
 def _compiled(policy: Policy | None) -> CompiledPolicy | None:
     if policy is None:
-        return _config.state.compiled
+        return state.compiled
     hit = _compiled_for_policy.get(id(policy))
     if hit is not None and hit[0] is policy:
         return hit[1]
@@ -35,6 +74,21 @@ def _compiled(policy: Policy | None) -> CompiledPolicy | None:
     compiled = compile_policy(policy)
     _compiled_for_policy[id(policy)] = (policy, compiled)
     return compiled
+
+
+def _answers_for(compiled: CompiledPolicy | None) -> _Answers:
+    global _current
+    if compiled is state.compiled:
+        answers = _current
+        if answers.compiled is not compiled:
+            answers = _current = _Answers(compiled)
+        return answers
+    assert compiled is not None
+    table = _others.get(compiled)
+    other = table.get("")
+    if other is None:
+        other = table[""] = _Answers(compiled)
+    return other
 
 
 def check(
@@ -47,70 +101,131 @@ def check(
 ) -> Decision:
     """Decide whether data with these purposes may be used for ``purpose``. Never raises a
     violation and records nothing: it is a question, not a use. ``field=(Model, "name")`` takes
-    the field's tags; ``policy=`` decides against that policy instead of the configured one."""
+    the field's tags and strict category (the question is about the field, not a record:
+    consent, subjects and retention are :func:`check_subject`'s); ``policy=`` decides against
+    that policy instead of the configured one."""
     if policy is None and field is None and not prohibited:  # the common question, cached flat
-        try:
-            return _state.compiled._check_plain[collected_for][purpose]  # type: ignore[union-attr,no-any-return]
-        except (KeyError, TypeError, AttributeError):
-            pass
-    compiled = _state.compiled if policy is None else _compiled(policy)
-    try:
-        return compiled._check_cache[(purpose, collected_for, prohibited, field)]  # type: ignore[union-attr,no-any-return]
-    except (KeyError, TypeError, AttributeError):
-        return _check_slow(compiled, purpose, collected_for, prohibited, field)
+        answers = _current
+        if answers.compiled is state.compiled:
+            try:
+                return answers.plain[collected_for][purpose]
+            except (KeyError, TypeError):
+                pass
+    return _answer(purpose, collected_for, prohibited, field, policy)
 
 
-def _check_slow(
-    compiled: CompiledPolicy | None,
+def _answer(
     purpose: Any,
     collected_for: Sequence[str],
     prohibited: Sequence[str],
     field: tuple[Any, str] | None,
+    policy: Policy | None,
 ) -> Decision:
-    sources: list[Tag | FieldRef] = []
+    compiled = _compiled(policy)
+    answers = _answers_for(compiled)
+    plain = field is None and not prohibited
     try:
-        if collected_for or prohibited:
-            sources.append(Tag.of(collected_for, prohibited))
-        if field is not None:
-            sources.append(field_ref(*field))
-        guard = Guard("check", "check", sources)
-        guard.install(guard.prepare(compiled))
-        rule, _ = guard.decide(purpose)
-        if rule.kind == "allowed" and field is not None and compiled is not None:
-            closed = _strict_closed(compiled, field)
-            if closed is not None and purpose not in closed:
-                rule = Rule("not_allowed")  # as a read of the field says: outside the closed list
-    except (PolicyError, ConfigurationError, TypeError):
+        key: _Key = (purpose, _frozen(collected_for), _frozen(prohibited), field)
+        found = answers.plain.get(key[1], {}).get(purpose) if plain else answers.other.get(key)
+    except TypeError:  # unhashable arguments: answered, not cached
+        key, found = (), None
+    if found is not None:
+        return found
+    try:
+        extra = Tag.of(collected_for, prohibited) if collected_for or prohibited else None
+        if field is None:
+            guard = Guard("check", [extra] if extra else [])
+            rule, _ = guard.decide(purpose, guard.prepare(compiled))
+        else:
+            fguard = _question(field, extra)
+            binding = fguard.bind(compiled, definition=False)
+            rule, _ = decide(fguard, binding, purpose, None, None, None)
+    except (PolicyError, ConfigurationError):
         rule = Rule("invalid_tag")
-    shown = purpose if purpose is None or is_purpose_id(purpose) else None
-    decision = Decision(
-        rule.kind == "allowed",
-        rule.kind,
-        shown,
-        compiled.version if compiled else None,
-        rule,
-        compiled.id if compiled else None,
+    decision = Decision.of(
+        rule, purpose, compiled.id if compiled else None, compiled.version if compiled else None
     )
-    if compiled is not None and len(compiled._check_cache) < _CHECK_CACHE_LIMIT:
-        try:
-            compiled._check_cache[(purpose, collected_for, prohibited, field)] = decision
-            if field is None and not prohibited:
-                compiled._check_plain.setdefault(collected_for, {})[purpose] = decision
-        except TypeError:  # unhashable arguments: answer without caching
-            pass
+    if key and compiled is not None:
+        answers.add(key, plain, decision)
     return decision
 
 
-def _strict_closed(compiled: CompiledPolicy, field: tuple[Any, str]) -> frozenset[str] | None:
-    """The closed purpose set of the strict category ``field`` is in (its class's
-    ``CollectedFor(category=...)``, else the policy's ``fields:`` entry), or None."""
+def _frozen(values: Sequence[str]) -> Any:
+    return values if type(values) is tuple else tuple(values)  # a str stays a str: refused later
+
+
+def _question(
+    field: tuple[Any, str],
+    extra: Tag | None,
+    *,
+    category: str | None = None,
+    retention: timedelta | None = None,
+) -> FieldGuard:
+    if not (isinstance(field, tuple) and len(field) == 2 and isinstance(field[1], str)):
+        raise ConfigurationError("field= takes a (class, field name) pair")
     owner, name = field
-    layout = getattr(owner, "__purposeguard_layout__", None)
-    field_guard = getattr(layout, "guards", {}).get(name) if layout is not None else None
-    category = getattr(field_guard, "category", None)
-    if not isinstance(category, str):
-        category = compiled.field_categories.get(field_ref(owner, name).path)
-    return compiled.strict.get(category) if category is not None else None
+    path = field_ref(owner, name).path
+    return question(
+        path, extra, of=field_guard(owner, name), category=category, retention=retention
+    )
+
+
+def check_subject(
+    purpose: str | None,
+    *,
+    subject: str | None,
+    collected_for: Sequence[str] = (),
+    prohibited: Sequence[str] = (),
+    field: tuple[Any, str] | None = None,
+    category: str | None = None,
+    collected_at: datetime | None = None,
+    retention: timedelta | None = None,
+    policy: Policy | None = None,
+) -> Decision:
+    """:func:`check` for one data subject's data, by the rule a read of a guarded field
+    follows (:mod:`purposeguard._fields`): a ``strict`` category (My Number; given as
+    ``category=`` or the field's) may be used only for its closed list (``strict_category``) and
+    consent never widens it; the configured registry's consents widen (``consent``) and its
+    suspensions narrow (``suspended``); and, with ``collected_at``, data past its retention (the
+    shortest of ``retention=``, the field's own, its policy entry's and its category's) is
+    ``expired``. Never raises a violation and records nothing."""
+    if retention is not None and collected_at is None:
+        raise ConfigurationError("retention= needs collected_at=, the time of collection")
+    compiled = _compiled(policy)
+    if category is not None and compiled is not None and category not in compiled.policy.categories:
+        return Decision.of(Rule("unknown_category"), purpose, compiled.id, compiled.version)
+    try:
+        extra = Tag.of(collected_for, prohibited) if collected_for or prohibited else None
+        if field is not None:
+            guard = _question(field, extra, category=category, retention=retention)
+        else:  # no tags at all: nothing is allowed, with the usual reasons
+            tag = extra or Tag(())
+            guard = question("check_subject", tag, category=category, retention=retention)
+        binding = guard.bind(compiled, definition=False)
+        record = Record((), subject, _time.epoch_us(collected_at))
+        now = _time.now_us() if collected_at is not None else None
+        rule, _ = decide(guard, binding, purpose, record, state.registry, now)
+    except (PolicyError, ConfigurationError):
+        rule = Rule("invalid_tag")
+    return Decision.of(
+        rule, purpose, compiled.id if compiled else None, compiled.version if compiled else None
+    )
+
+
+_WHY = {
+    "prohibited": "{shown} is {matched!r}, above it or below it, and that is prohibited",
+    "not_allowed": "{shown} is not one of the allowed purposes or below one, and no purpose it "
+    "is compatible with is",
+    "no_purpose": "no purpose is active; declare one with pg.purpose(...)",
+    "no_policy": "no policy is configured; call pg.configure(policy=...)",
+    "invalid_tag": "the tags name purposes the policy does not declare, or are malformed",
+    "strict_category": "the field is in strict category {matched!r}, whose closed list of "
+    "purposes does not include {shown}; consent cannot widen it",
+    "consent": "the data subject consented to {matched!r}, which {shown} is or is below",
+    "expired": "the data is past its retention period",
+    "suspended": "the data subject has suspended its use for this purpose",
+    "unknown_category": "the category is not declared in the policy",
+}
 
 
 def explain(
@@ -125,28 +240,20 @@ def explain(
     d = check(
         purpose, collected_for=collected_for, prohibited=prohibited, field=field, policy=policy
     )
-    compiled = _config.state.compiled if policy is None else _compiled(policy)
+    compiled = _compiled(policy)
     version = f"policy {d.policy_id}@{d.policy_version}" if compiled else "no policy configured"
     data = f"data collected for {', '.join(sorted(collected_for)) or '(field tags)'}"
     if prohibited:
         data += f", prohibited for {', '.join(sorted(prohibited))}"
     shown = repr(d.purpose) if d.purpose is not None else "(none)"
     rule = d.rule
-    why = {
-        "allowed": f"{shown} is {rule.matched!r} or below it"
-        + (f", through its compatibility with {rule.through!r}" if rule.through else ""),
-        "prohibited": f"{shown} is {rule.matched!r}, above it or below it, and that is prohibited",
-        "not_allowed": f"{shown} is not one of the allowed purposes or below one, and no purpose "
-        "it is compatible with is",
-        "no_purpose": "no purpose is active; declare one with pg.purpose(...)",
-        "unknown_purpose": f"{'the purpose' if d.purpose is None else shown} is not declared in "
-        "the policy",
-        "no_policy": "no policy is configured; call pg.configure(policy=...)",
-        "invalid_tag": "the tags name purposes the policy does not declare, or are malformed",
-        "strict_category": f"the field is in strict category {rule.matched!r}, whose closed list "
-        f"of purposes does not include {shown}; consent cannot widen it",
-        "expired": "the data is past its retention period",
-        "suspended": "the data subject has suspended its use for this purpose",
-    }.get(d.reason, d.reason)
+    if d.reason == "allowed":
+        why = f"{shown} is {rule.matched!r} or below it" + (
+            f", through its compatibility with {rule.through!r}" if rule.through else ""
+        )
+    elif d.reason == "unknown_purpose":
+        why = f"{'the purpose' if d.purpose is None else shown} is not declared in the policy"
+    else:
+        why = _WHY.get(d.reason, d.reason).format(shown=shown, matched=rule.matched)
     verdict = "ALLOW" if d.allowed else f"DENY ({d.reason})"
     return f"{verdict}: {why}. [{data}; {version}]"

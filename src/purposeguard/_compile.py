@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ._ids import ancestors, is_purpose_id
 from ._policy import Mode, Policy
-from .exceptions import PolicyError
+from .exceptions import ConfigurationError, PolicyError
 
-__all__ = ["CompiledPolicy", "Tag", "compile_policy"]
+__all__ = ["CompiledPolicy", "PerGeneration", "Tag", "compile_policy"]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 _generations = itertools.count(1)
+_ALLOW_CACHE_LIMIT = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +36,7 @@ class Tag:
     ) -> Tag:
         """A tag with sorted, de-duplicated purposes: declaration order never matters."""
         if isinstance(collected_for, str) or isinstance(prohibited, str):
-            raise TypeError(
+            raise ConfigurationError(
                 "collected_for and prohibited take a sequence of purpose ids, not a str"
             )
         return cls(tuple(sorted(set(collected_for))), tuple(sorted(set(prohibited))), mode)
@@ -42,7 +47,9 @@ class Tag:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class CompiledPolicy:
-    """An immutable, compiled policy. ``generation`` grows with every compile in the process."""
+    """An immutable, compiled policy. ``generation`` grows with every compile in the process and
+    is never reused, so a cache keyed by it (:class:`PerGeneration`) never serves a value derived
+    from another policy."""
 
     policy: Policy
     generation: int
@@ -61,10 +68,6 @@ class CompiledPolicy:
     field_categories: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: strict category → its closed purpose list with descendants (consent never widens it)
     strict: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
-    _allow_cache: dict[Tag, frozenset[str]] = field(default_factory=dict, repr=False)
-    _check_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
-    #: pg.check's cache for the common question (collected_for only): tags → purpose → Decision
-    _check_plain: dict[Any, dict[Any, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def id(self) -> str:
@@ -80,7 +83,8 @@ class CompiledPolicy:
 
     def allowed_set(self, tag: Tag) -> frozenset[str]:
         """Every declared purpose under which data with ``tag`` may be used."""
-        cached = self._allow_cache.get(tag)
+        cache = _allow_sets.get(self)
+        cached = cache.get(tag)
         if cached is not None:
             return cached
         down: set[str] = set()
@@ -92,7 +96,8 @@ class CompiledPolicy:
         for p in tag.prohibited:
             widened -= self.around.get(p, frozenset())
         result = frozenset(widened)
-        self._allow_cache[tag] = result  # benign race: equal values
+        if len(cache) < _ALLOW_CACHE_LIMIT:
+            cache[tag] = result  # benign race: equal values
         return result
 
     def check_tag(self, tag: Tag, where: str) -> None:
@@ -145,3 +150,35 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         ),
         strict=MappingProxyType(strict),
     )
+
+
+class PerGeneration(Generic[K, V]):
+    """Values derived from compiled policies, kept beside them: one dict per policy generation,
+    for the ``keep`` newest generations asked about (a reload leaves the old one to age out).
+
+    ``get(compiled)`` is the dict for that policy; callers bound what they put in it.
+    """
+
+    __slots__ = ("_keep", "_lock", "_maps")
+
+    def __init__(self, keep: int = 4) -> None:
+        self._keep = keep
+        self._maps: dict[int, dict[K, V]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, compiled: CompiledPolicy) -> dict[K, V]:
+        found = self._maps.get(compiled.generation)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._maps.get(compiled.generation)
+            if found is None:
+                maps = dict(self._maps)
+                found = maps[compiled.generation] = {}
+                for old in sorted(maps)[: -self._keep]:
+                    del maps[old]
+                self._maps = maps  # copy-on-write: readers never see a dict mid-change
+            return found
+
+
+_allow_sets: PerGeneration[Tag, frozenset[str]] = PerGeneration(keep=16)

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 from ._ids import ancestors, is_purpose_id, is_within
 
-__all__ = ["Decision", "Rule", "decide"]
+__all__ = ["ALLOWING", "Decision", "Rule", "decide", "decide_rule"]
 
-#: Reasons a decision can give. ``expired``, ``suspended`` and ``consent`` come from subject-level
-#: rules layered on top of this function.
-REASONS = ("allowed", "no_purpose", "unknown_purpose", "prohibited", "not_allowed", "no_policy")
+#: The reasons of an allowing rule: ``consent`` is an allow that the subject's consent gave.
+ALLOWING = frozenset({"allowed", "consent"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +29,35 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of one check. Frozen; ``bool(decision)`` is ``decision.allowed``."""
+    """The outcome of one check. Frozen; ``bool(decision)`` is ``decision.allowed``; ``reason``
+    is the deciding rule's kind (``allowed``, ``consent``, or why it denies)."""
 
     allowed: bool
-    reason: str
     purpose: str | None
     policy_version: str | None
     rule: Rule
     policy_id: str | None = None
 
+    @classmethod
+    def of(
+        cls, rule: Rule, purpose: object, policy_id: str | None, policy_version: str | None
+    ) -> Decision:
+        """The decision ``rule`` gives; a ``purpose`` that is not a purpose id is not shown."""
+        shown = purpose if purpose is None or is_purpose_id(purpose) else None
+        return cls(rule.kind in ALLOWING, shown, policy_version, rule, policy_id)  # type: ignore[arg-type]
+
+    @property
+    def reason(self) -> str:
+        return self.rule.kind
+
     def __bool__(self) -> bool:
         return self.allowed
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision(allowed={self.allowed}, reason={self.reason!r}, purpose={self.purpose!r}, "
+            f"policy={self.policy_id}@{self.policy_version}, rule={self.rule!r})"
+        )
 
 
 def decide_rule(
@@ -85,5 +102,4 @@ def decide(
     policy_version: str | None = None,
 ) -> Decision:
     rule = decide_rule(purpose, collected_for, prohibited, purposes, compatible)
-    shown = purpose if purpose is None or is_purpose_id(purpose) else None
-    return Decision(rule.kind == "allowed", rule.kind, shown, policy_version, rule, policy_id)
+    return Decision.of(rule, purpose, policy_id, policy_version)

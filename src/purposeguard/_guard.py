@@ -1,34 +1,36 @@
-"""Guards: the allow fast path, the deny slow path, ``accessor()``, ``guard_function()``,
-``check()`` and ``explain()``.
+"""Guards: tags bound to the configured policy, the deny slow path, and accessors.
 
-The allow path of a sync accessor is wrapt's ``enabled=`` hook: a ContextVar read and a
-frozenset membership test, after which wrapt calls the function directly (no wrapper frame, no
-allocation). A denial is decided, recorded and raised (enforce) or passed (monitor) in the same
-hook; see ``_wrap`` for coroutines and generators.
+A :class:`Guard` holds the sources of its tags (tags and tagged fields) and, for the policy in
+force, a frozen :class:`Binding`: the resolved tags and the allow set. The hot paths read only
+``guard.allowed``. The allow path of a sync accessor is wrapt's ``enabled=`` hook: a ContextVar
+read and a frozenset membership test, after which wrapt calls the function directly (no wrapper
+frame, no allocation). A denial is decided, recorded and raised (enforce) or passed (monitor) in
+the same hook; see ``_wrap`` for coroutines and generators.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import wrapt
 
-from . import _config
 from ._compile import CompiledPolicy, Tag
 from ._context import _current, adrive, drive, resolve
 from ._decide import Rule, decide_rule
-from ._events import SCHEMA, VIOLATION, caller_location, emitter, now_iso
-from ._ids import is_purpose_id
+from ._emitter import emitter
+from ._frames import caller_location
+from ._ids import describe_bad_id, is_purpose_id
 from ._policy import Mode
+from ._state import mode_for, register, state, unregister
 from .exceptions import ConfigurationError, PolicyError, PurposeViolation
 
 __all__ = [
+    "UNBOUND",
+    "Binding",
     "FieldRef",
     "Guard",
     "GuardedFunction",
@@ -39,6 +41,7 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+_DENIAL_CACHE_LIMIT = 256  # purposes are ids of the policy, or a few unknown ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,40 +65,58 @@ def field_ref(owner: Any, name: str) -> FieldRef:
     return FieldRef(path, table.get(name))
 
 
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A guard's tags bound to one compiled policy: ``allowed`` is every declared purpose the
+    data may be used for (a use must comply with every tag)."""
+
+    compiled: CompiledPolicy | None
+    tags: tuple[Tag, ...]
+    allowed: frozenset[str]
+
+
+UNBOUND = Binding(None, (), frozenset())
+
+
 class Guard:
-    """What one field or accessor may be used for, kept bound to the configured policy."""
+    """What one accessor (or field, in the subclass) may be used for, kept bound to the policy.
 
-    __slots__ = (
-        "__weakref__",
-        "allowed",
-        "denials",
-        "denials_for",
-        "kind",
-        "name",
-        "sources",
-        "state",
-    )
+    ``field`` and ``accessor`` are what its violation events name (one of them is None).
+    """
 
-    def __init__(self, kind: str, name: str, sources: Sequence[Tag | FieldRef]) -> None:
-        self.kind = kind  # "field" or "accessor"
+    __slots__ = ("__weakref__", "allowed", "binding", "denials", "name", "sources")
+
+    #: what a violation of this guard names: ``field`` (a dotted path) or ``accessor``
+    names_field: ClassVar[bool] = False
+
+    def __init__(self, name: str, sources: Sequence[Tag | FieldRef]) -> None:
         self.name = name
         self.sources = tuple(sources)
-        #: the hot path reads only this: every declared purpose the data may be used for
-        self.allowed: frozenset[str] = frozenset()
-        self.state: tuple[CompiledPolicy | None, tuple[Tag, ...]] = (None, ())
-        #: the deny path's cache: purpose → (rule, tag), valid for the state it was made under
-        self.denials: dict[str | None, tuple[Rule, Tag | None]] = {}
-        self.denials_for: object = None
         for source in self.sources:
             tag = source if isinstance(source, Tag) else source.tag
             for pid in (*tag.collected_for, *tag.prohibited) if tag else ():
                 if not is_purpose_id(pid):
-                    raise ConfigurationError(f"{kind} {name}: {pid!r} is not a purpose id")
+                    raise ConfigurationError(f"{self.name}: {describe_bad_id(pid)}")
+        self.binding: Binding = UNBOUND
+        #: the hot path reads only this: every declared purpose the data may be used for
+        self.allowed: frozenset[str] = frozenset()
+        #: the deny path's cache, made for one binding: purpose → (rule, deciding tag)
+        self.denials: tuple[Binding, dict[str | None, tuple[Rule, Tag | None]]] = (UNBOUND, {})
 
     def __repr__(self) -> str:
-        return f"<Guard {self.kind} {self.name}>"
+        return f"<{type(self).__name__} {self.name}>"
+
+    @property
+    def field(self) -> str | None:
+        return self.name if self.names_field else None
+
+    @property
+    def accessor(self) -> str | None:
+        return None if self.names_field else self.name
 
     def tags(self, compiled: CompiledPolicy | None) -> tuple[Tag, ...]:
+        """The tags in force under ``compiled``: each source's own, and for a field the
+        policy's ``fields:`` entry too. Raises PolicyError for a field that has none."""
         out: list[Tag] = []
         for source in self.sources:
             if isinstance(source, Tag):
@@ -105,7 +126,7 @@ class Guard:
             found = [t for t in (source.tag, from_policy) if t is not None]
             if not found and compiled is not None:
                 raise PolicyError(
-                    f"{self.kind} {self.name} uses field {source.path}, which has no purposes",
+                    f"{self.name} uses field {source.path}, which has no purposes",
                     file=compiled.policy.source or "<python>",
                     path=f"fields.{source.path}",
                     fix="tag it with CollectedFor(...) or list it under fields: in the policy",
@@ -113,105 +134,69 @@ class Guard:
             out.extend(found)
         return tuple(out)
 
-    def prepare(self, compiled: CompiledPolicy | None) -> tuple[Any, ...]:
+    def prepare(self, compiled: CompiledPolicy | None) -> Binding:
+        """The binding under ``compiled``; raises PolicyError if a tag names a purpose it does
+        not declare."""
         tags = self.tags(compiled)
         if compiled is None or not tags:
-            return (frozenset(), (compiled, tags))
+            return Binding(compiled, tags, frozenset())
         allowed: frozenset[str] | None = None
         for tag in tags:
-            compiled.check_tag(tag, f"{self.kind} {self.name}")
+            compiled.check_tag(tag, self.name)
             tag_allowed = compiled.allowed_set(tag)
             allowed = tag_allowed if allowed is None else allowed & tag_allowed
-        return (allowed, (compiled, tags))
+        return Binding(compiled, tags, allowed or frozenset())
 
     def install(self, prepared: object) -> None:
-        allowed: frozenset[str]
-        state: tuple[CompiledPolicy | None, tuple[Tag, ...]]
-        allowed, state = prepared  # type: ignore[misc]
-        # The fast set first: a reader between the two stores then denies exactly what the new
-        # policy denies (its slow path re-checks this set before deciding with the old state).
-        self.allowed = allowed
-        self.state = state
+        assert isinstance(prepared, Binding)
+        # Everything the slow path reads first, the fast set last: a reader that passes the
+        # new fast test never meets the old binding on its way.
+        self.denials = (prepared, {})
+        self.binding = prepared
+        self.allowed = prepared.allowed
 
-    def decide(self, purpose: str | None) -> tuple[Rule, Tag | None]:
-        """The deciding rule: the first tag that denies, else the allowing rule."""
-        compiled, tags = self.state
+    def decide(
+        self, purpose: str | None, binding: Binding | None = None
+    ) -> tuple[Rule, Tag | None]:
+        """The deciding rule under ``binding`` (default: the one in force) and its tag. Every tag
+        must allow; of the denials, the strongest reason wins (``no_purpose`` and
+        ``unknown_purpose`` concern the purpose alone, then ``prohibited`` before
+        ``not_allowed``), from the first tag that gives it."""
+        binding = self.binding if binding is None else binding
+        compiled, tags = binding.compiled, binding.tags
         if compiled is None:
             return Rule("no_policy"), (tags[0] if tags else None)
-        rule = Rule("allowed")
+        denial: tuple[Rule, Tag] | None = None
+        decided: tuple[Rule, Tag | None] = (Rule("not_allowed"), None)
         for tag in tags or (Tag(()),):  # no tags: nothing is allowed, reasons as usual
             rule = decide_rule(
                 purpose, tag.collected_for, tag.prohibited, compiled.purposes, compiled.compatible
             )
-            if rule.kind != "allowed":
+            if rule.kind == "not_allowed":
+                denial = denial or (rule, tag)
+            elif rule.kind != "allowed":
                 return rule, tag
-        return rule, tag
+            decided = (rule, tag)
+        return denial or decided
 
     def deny(self, raw: object, channel: str, subject: str | None = None) -> None:
-        """The slow path, entered when the fast test failed. Returns if the use may proceed
-        (allowed after all, or monitor mode); raises PurposeViolation in enforce mode."""
+        """The slow path of an accessor, entered when the fast test failed. Returns if the use
+        may proceed (allowed after all, or monitor mode); raises PurposeViolation in enforce
+        mode."""
         purpose = raw if raw is None or type(raw) is str else resolve(raw)
-        if purpose is not None and purpose in self.allowed:
+        binding, cache = self.denials
+        if purpose is not None and purpose in binding.allowed:
             return
-        state = self.state
-        denial = self.denials.get(purpose) if self.denials_for is state else None
+        denial = cache.get(purpose)
         if denial is None:
-            rule, tag = self.decide(purpose)
-            if rule.kind == "allowed":  # tags and allow set from different policies mid-swap
+            rule, tag = self.decide(purpose, binding)
+            if rule.kind == "allowed":  # the tags allow what the allow set leaves out
                 rule = Rule("not_allowed")
-            if self.denials_for is not state:
-                self.denials, self.denials_for = {}, state
-            if len(self.denials) < 256:  # purposes are ids of the policy, or a few unknown ones
-                self.denials[purpose] = (rule, tag)
+            if len(cache) < _DENIAL_CACHE_LIMIT:
+                cache[purpose] = (rule, tag)
         else:
             rule, tag = denial
-        violate(self, purpose, rule, tag, channel, subject)
-
-
-def subject_hash(subject_id: object) -> str | None:
-    """The keyed hash (HMAC-SHA256, configured ``subject_key``) of a subject id; never the id."""
-    key = _config.state.subject_key
-    if key is None or subject_id is None:
-        return None
-    return "hmac-sha256:" + hmac.new(key, str(subject_id).encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def _event(
-    mode: str,
-    reason: str,
-    purpose: str | None,
-    allowed: tuple[str, ...],
-    prohibited: tuple[str, ...],
-    field: str | None,
-    accessor_name: str | None,
-    channel: str,
-    compiled: CompiledPolicy | None,
-    subject: str | None,
-    code: str | None,
-) -> dict[str, Any]:
-    """A violation event (DESIGN §5): allowlisted keys only, never a value."""
-    return {
-        "event": VIOLATION,
-        "schema": SCHEMA,
-        "ts": now_iso(),
-        "decision": "deny",
-        "mode": mode,
-        "enforced": mode == "enforce",
-        "reason": reason,
-        "purpose": purpose,
-        "allowed": list(allowed),
-        "prohibited": list(prohibited),
-        "field": field,
-        "accessor": accessor_name,
-        "channel": channel,
-        "policy_id": compiled.id if compiled else None,
-        "policy_version": compiled.version if compiled else None,
-        "subject": subject,
-        "trace_id": None,
-        "span_id": None,
-        "service": emitter.service,
-        "code": code,
-    }
+        violate(self, purpose, rule, tag, channel, subject, binding=binding)
 
 
 def violate(
@@ -223,33 +208,26 @@ def violate(
     subject: str | None = None,
     *,
     mode: Mode | None = None,
+    binding: Binding | None = None,
 ) -> None:
     """Record a violation of ``guard`` and raise it in enforce mode."""
-    compiled = guard.state[0]
+    compiled = (guard.binding if binding is None else binding).compiled
     if mode is None:
-        mode = _config.mode_for(purpose, tag.mode if tag else None)
+        mode = mode_for(purpose, tag.mode if tag else None)
     allowed = tag.collected_for if tag else ()
     prohibited = tag.prohibited if tag else ()
-    field, accessor_name = (guard.name, None) if guard.kind == "field" else (None, guard.name)
+    field, accessor_name = guard.field, guard.accessor
     code = caller_location()
+    policy_id = compiled.id if compiled else None
+    policy_version = compiled.version if compiled else None
     emitter.violation(
         (field, accessor_name, purpose, rule.kind, code),
         mode,
-        _event,
         (
-            mode,
-            rule.kind,
-            purpose,
-            allowed,
-            prohibited,
-            field,
-            accessor_name,
-            channel,
-            compiled,
-            subject,
-            code,
+            mode, rule.kind, purpose, allowed, prohibited, field, accessor_name, channel,
+            policy_id, policy_version, subject, state.service, code,
         ),
-    )
+    )  # fmt: skip
     if mode == "enforce":
         raise PurposeViolation(
             purpose=purpose,
@@ -259,8 +237,8 @@ def violate(
             accessor=accessor_name,
             channel=channel,
             reason=rule.kind,
-            policy_id=compiled.id if compiled else None,
-            policy_version=compiled.version if compiled else None,
+            policy_id=policy_id,
+            policy_version=policy_version,
         )
 
 
@@ -275,7 +253,9 @@ def _tags_for(
 ) -> list[Tag | FieldRef]:
     sources: list[Tag | FieldRef] = []
     if isinstance(collected_for, str) or isinstance(prohibited, str):
-        raise TypeError("collected_for and prohibited take a sequence of purpose ids, not a str")
+        raise ConfigurationError(
+            "collected_for and prohibited take a sequence of purpose ids, not a str"
+        )
     collected_for, prohibited = tuple(collected_for), tuple(prohibited)
     if collected_for or prohibited:
         if not collected_for:
@@ -283,7 +263,7 @@ def _tags_for(
         sources.append(Tag.of(collected_for, prohibited, mode))
     for pair in fields:
         if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[1], str)):
-            raise ConfigurationError(f"fields takes (class, field name) pairs, not {pair!r}")
+            raise ConfigurationError("fields takes (class, field name) pairs, not other values")
         sources.append(field_ref(*pair))
     if not sources:
         raise ConfigurationError("an accessor needs collected_for= or fields=")
@@ -310,17 +290,15 @@ def _wrap(fn: Any, guard: Guard) -> Any:
             check()
             return drive(wrapped(*args, **kwargs), check)
 
-        return wrapt.FunctionWrapper(fn, gen_wrapper)
-
-    if inspect.isasyncgenfunction(target):
+        wrapper = wrapt.FunctionWrapper(fn, gen_wrapper)
+    elif inspect.isasyncgenfunction(target):
 
         def agen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             check()
             return adrive(wrapped(*args, **kwargs), check)
 
-        return wrapt.FunctionWrapper(fn, agen_wrapper)
-
-    if inspect.iscoroutinefunction(target):
+        wrapper = wrapt.FunctionWrapper(fn, agen_wrapper)
+    elif inspect.iscoroutinefunction(target):
 
         def denied(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             raw = current()
@@ -331,24 +309,37 @@ def _wrap(fn: Any, guard: Guard) -> Any:
 
             return deny_then_call()
 
-        def allowed_now() -> bool:  # True sends the call to ``denied``
+        def denied_now() -> bool:  # wrapt's ``enabled``: True sends the call to ``denied``
             return current() not in guard.allowed
 
-        return wrapt.FunctionWrapper(fn, denied, enabled=allowed_now)
+        wrapper = wrapt.FunctionWrapper(fn, denied, enabled=denied_now)
+    else:
+        # A sync call is decided entirely in wrapt's ``enabled`` hook, which runs before wrapt
+        # looks for a bound instance: allowed, or denied in monitor mode, it returns False and
+        # wrapt calls the function directly; denied in enforce mode, the violation propagates.
+        def decide_then_bypass() -> bool:
+            raw = current()
+            if raw not in guard.allowed:
+                guard.deny(raw, "accessor")
+            return False
 
-    # A sync call is decided entirely in wrapt's ``enabled`` hook, which runs before wrapt looks
-    # for a bound instance: allowed, or denied in monitor mode, it returns False and wrapt calls
-    # the function directly; denied in enforce mode, the violation propagates from here.
-    def decide() -> bool:
-        raw = current()
-        if raw not in guard.allowed:
-            guard.deny(raw, "accessor")
-        return False
+        def unreachable(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            return wrapped(*args, **kwargs)  # pragma: no cover - the hook never returns True
 
-    def unreachable(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        return wrapped(*args, **kwargs)  # pragma: no cover - ``decide`` never returns True
+        wrapper = wrapt.FunctionWrapper(fn, unreachable, enabled=decide_then_bypass)
+    # ``_self_`` attributes live on the wrapper itself; any other attribute set on a wrapt
+    # proxy lands on the wrapped function and would outlive unpatch().
+    setattr(wrapper, "_self_guard", guard)  # noqa: B010
+    return wrapper
 
-    return wrapt.FunctionWrapper(fn, unreachable, enabled=decide)
+
+def guard_of(obj: object) -> Guard | None:
+    """The guard of an accessor made by :func:`accessor` or :func:`guard_function`, or None."""
+    try:
+        guard = object.__getattribute__(obj, "_self_guard")
+    except AttributeError:
+        return None
+    return guard if isinstance(guard, Guard) else None
 
 
 def accessor(
@@ -373,11 +364,9 @@ def accessor(
     def decorate(fn: F) -> F:
         target = _underlying(fn)
         label = name or f"{target.__module__}:{target.__qualname__}"
-        guard = Guard("accessor", label, sources)
-        _config.register(guard)
-        wrapped = _wrap(fn, guard)
-        wrapped.__purposeguard_guard__ = guard
-        return wrapped  # type: ignore[no-any-return]
+        guard = Guard(label, sources)
+        register(guard)
+        return _wrap(fn, guard)  # type: ignore[no-any-return]
 
     return decorate
 
@@ -392,15 +381,14 @@ class GuardedFunction:
         self._removed = False
 
     def apply(self, module: Any) -> None:
+        """Patch ``module``'s attribute now (the post-import hook calls this)."""
         if self._removed:
             return
         qualname = self.target.partition(":")[2]
         parent, attribute, original = wrapt.resolve_path(module, qualname)
-        if getattr(original, "__purposeguard_guard__", None) is not None:
+        if guard_of(original) is not None:
             raise ConfigurationError(f"{self.target} is already guarded")
-        wrapped = _wrap(original, self.guard)
-        wrapped.__purposeguard_guard__ = self.guard
-        wrapt.apply_patch(parent, attribute, wrapped)
+        wrapt.apply_patch(parent, attribute, _wrap(original, self.guard))
         self._patched = (parent, attribute, original)
 
     def unpatch(self) -> None:
@@ -410,7 +398,7 @@ class GuardedFunction:
             parent, attribute, original = self._patched
             wrapt.apply_patch(parent, attribute, original)
             self._patched = None
-        _config.unregister(self.guard)
+        unregister(self.guard)
 
 
 def guard_function(
@@ -431,8 +419,8 @@ def guard_function(
     module_name, sep, qualname = target.partition(":")
     if not sep or not module_name or not qualname:
         raise ConfigurationError(f"guard_function takes 'pkg.module:qualname', not {target!r}")
-    guard = Guard("accessor", target, _tags_for(collected_for, prohibited, fields, mode))
-    _config.register(guard)
+    guard = Guard(target, _tags_for(collected_for, prohibited, fields, mode))
+    register(guard)
     handle = GuardedFunction(target, guard)
     if module_name in sys.modules:
         handle.apply(sys.modules[module_name])

@@ -1,11 +1,16 @@
-"""The purpose-id grammar and the hierarchy that dotted ids imply."""
+"""The id grammar: purpose ids and the hierarchy their dots imply, names (categories,
+recipients) and subject ids, and the validation of lists of them."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
 
+from .exceptions import ConfigurationError
+
 MAX_LENGTH = 128
+#: Longest subject id accepted, in characters.
+MAX_SUBJECT_LENGTH = 256
 _SEGMENT = r"[a-z][a-z0-9_]*"
 _ID = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*\Z")
 
@@ -46,13 +51,39 @@ def is_within(purpose: str, root: str) -> bool:
     return purpose == root or purpose.startswith(root + ".")
 
 
-def down(roots: Iterable[str], universe: Iterable[str]) -> frozenset[str]:
-    """↓X: the members of ``universe`` that are in ``roots`` or below one of them."""
-    roots = tuple(roots)
-    return frozenset(p for p in universe if any(is_within(p, r) for r in roots))
+def is_name(value: object) -> bool:
+    """True iff ``value`` is a name: one lowercase segment ``[a-z][a-z0-9_]*`` (a category or a
+    recipient of the policy)."""
+    return is_purpose_id(value) and "." not in value  # type: ignore[operator]
 
 
-def up_down(roots: Iterable[str], universe: Iterable[str]) -> frozenset[str]:
-    """↕X: the members of ``universe`` that are in ``roots``, above one, or below one."""
-    roots = tuple(roots)
-    return frozenset(p for p in universe if any(is_within(p, r) or is_within(r, p) for r in roots))
+def purpose_ids(values: Iterable[str] | str, what: str) -> tuple[str, ...]:
+    """``values`` (one id or several) as a tuple; ConfigurationError naming ``what`` if one is
+    not a purpose id."""
+    out = (values,) if isinstance(values, str) else tuple(values)
+    for pid in out:
+        if not is_purpose_id(pid):
+            raise ConfigurationError(f"{what}: {describe_bad_id(pid)}")
+    return out
+
+
+def names(values: Iterable[str] | str, what: str) -> tuple[str, ...]:
+    """``values`` (one name or several) as a tuple; ConfigurationError naming ``what`` if one
+    is not a name."""
+    out = (values,) if isinstance(values, str) else tuple(values)
+    for name in out:
+        if not is_name(name):
+            raise ConfigurationError(
+                f"{what}: a recipient is a policy name, one lowercase segment [a-z][a-z0-9_]*"
+            )
+    return out
+
+
+def validate_subject(subject: object) -> str:
+    """A subject id is a non-empty str of at most 256 characters; the message never echoes it."""
+    if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
+        raise ConfigurationError(
+            f"a subject id is a non-empty str of at most {MAX_SUBJECT_LENGTH} characters "
+            f"(got {type(subject).__name__})"
+        )
+    return subject

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from . import _config
-from ._compile import CompiledPolicy, Tag
-from ._ids import is_within
-from .exceptions import ConfigurationError
+from ._compile import CompiledPolicy
+from ._fields import binding_for, field_guard
+from ._state import state
+from .exceptions import ConfigurationError, PolicyError
+from .registry import get_registry
 
 __all__ = ["FieldPurposes", "PurposeNotice", "purpose_notice", "retention_for"]
 
@@ -64,70 +65,32 @@ class PurposeNotice:
         }
 
 
-def _tags(cls: type, compiled: CompiledPolicy) -> dict[str, Tag]:
+def _fields(cls: type, compiled: CompiledPolicy) -> list[str]:
+    """The fields of ``cls`` that are tagged: by the class itself or by the policy's paths."""
     prefix = f"{cls.__module__}.{cls.__qualname__}."
-    tags: dict[str, Tag] = {
-        path[len(prefix) :]: tag
-        for path, tag in compiled.field_tags.items()
+    names = {
+        path[len(prefix) :]
+        for path in compiled.field_tags
         if path.startswith(prefix) and "." not in path[len(prefix) :]
     }
-    declared = getattr(cls, "__purposeguard_fields__", None) or {}
-    for name, tag in declared.items():
-        if name in tags:  # declared on the class and in the policy: the use must fit both
-            tags[name] = Tag.of(
-                set(tag.collected_for) | set(tags[name].collected_for),
-                set(tag.prohibited) | set(tags[name].prohibited),
-            )
-        else:
-            tags[name] = tag
-    return tags
-
-
-def _category(cls: type, name: str, compiled: CompiledPolicy) -> str | None:
     layout = getattr(cls, "__purposeguard_layout__", None)
-    guard = getattr(layout, "guards", {}).get(name) if layout is not None else None
-    category = getattr(guard, "category", None)
-    if category is None:
-        spec = compiled.policy.fields.get(f"{cls.__module__}.{cls.__qualname__}.{name}")
-        category = spec.category if spec is not None else None
-    return category if isinstance(category, str) else None
+    names.update(getattr(layout, "guards", None) or ())
+    names.update(getattr(cls, "__purposeguard_fields__", None) or ())
+    return sorted(names)
 
 
 def retention_for(cls: type, name: str) -> timedelta | None:
     """The retention period of field ``name`` of ``cls``, counted from the record's collection
     time: the shortest of its ``CollectedFor(retention=...)``, the configured policy's
     ``fields:`` entry and its category's; None if it has none."""
-    layout = getattr(cls, "__purposeguard_layout__", None)
-    guard = getattr(layout, "guards", {}).get(name) if layout is not None else None
-    if guard is not None:  # a guarded field: the period its reads are held to
-        retention = getattr(guard, "retention", None)
-        return retention if isinstance(retention, timedelta) else None
-    compiled = _config.state.compiled
+    guard = field_guard(cls, name)
+    compiled = state.compiled
     if compiled is None:
-        return None
-    spec = compiled.policy.fields.get(f"{cls.__module__}.{cls.__qualname__}.{name}")
-    category = _category(cls, name, compiled)
-    found = compiled.policy.categories.get(category) if category else None
-    periods = [
-        p
-        for p in (spec.retention if spec else None, found.retention if found else None)
-        if p is not None
-    ]
-    return min(periods) if periods else None
-
-
-def _usable(
-    cls: type, name: str, tag: Tag, compiled: CompiledPolicy, strict: Any
-) -> frozenset[str]:
+        return guard.own_retention if guard is not None else None
     try:
-        from .models import purposes_of  # the model's own guard knows best
-
-        return frozenset(purposes_of(cls, name))
-    except (ImportError, ConfigurationError):
-        allowed = compiled.allowed_set(tag)
-        if strict is not None:
-            allowed = frozenset(p for p in allowed if any(is_within(p, r) for r in strict.purposes))
-        return allowed
+        return binding_for(cls, name, compiled).retention
+    except PolicyError:  # an untagged field: nothing holds it to a period
+        return None
 
 
 def purpose_notice(cls: type, *, subject: str | None = None) -> PurposeNotice:
@@ -135,33 +98,33 @@ def purpose_notice(cls: type, *, subject: str | None = None) -> PurposeNotice:
     ``GuardedModel``, a ``@guarded`` dataclass, or any class listed under ``fields:`` in the
     policy). With ``subject=`` and a configured registry, the subject's consents and
     suspensions are included. Raises ConfigurationError without a policy."""
-    compiled = _config.state.compiled
+    compiled = state.compiled
     if compiled is None:
         raise ConfigurationError("no policy is configured; call pg.configure(policy=...)")
     policy = compiled.policy
     entries: list[FieldPurposes] = []
-    for name, tag in sorted(_tags(cls, compiled).items()):
-        category = _category(cls, name, compiled)
-        spec = policy.categories.get(category) if category else None
-        strict = spec if spec is not None and spec.strict else None
+    for name in _fields(cls, compiled):
+        binding = binding_for(cls, name, compiled)
+        collected_for = tuple(sorted({p for t in binding.tags for p in t.collected_for}))
+        prohibited = tuple(sorted({p for t in binding.tags for p in t.prohibited}))
         entries.append(
             FieldPurposes(
                 field=name,
                 path=f"{cls.__module__}.{cls.__qualname__}.{name}",
-                purposes=tag.collected_for,
+                purposes=collected_for,
                 descriptions=tuple(
                     (p, policy.purposes[p].description if p in policy.purposes else "")
-                    for p in tag.collected_for
+                    for p in collected_for
                 ),
-                usable_for=tuple(sorted(_usable(cls, name, tag, compiled, strict))),
-                prohibited=tag.prohibited,
-                category=category,
-                strict=strict is not None,
-                retention=retention_for(cls, name),
+                usable_for=tuple(sorted(binding.usable)),
+                prohibited=prohibited,
+                category=binding.category,
+                strict=binding.closed is not None,
+                retention=binding.retention,
             )
         )
     status = None
-    registry = _config.state.registry
+    registry = get_registry()
     if subject is not None and registry is not None:
         status = registry.status(subject).to_json()
     return PurposeNotice(

@@ -1,10 +1,29 @@
-"""The three families of errors: configuration, violation, and their common base."""
+"""Every public error purposeguard raises, in three families.
+
+- **Configuration** (:class:`ConfigurationError`, :class:`PolicyError`): a tag, a purpose id, a
+  setting or a policy is wrong. Raised when the class or function is defined, the policy loaded or
+  ``configure()`` called, never at the first read.
+- **Violation** (:class:`PurposeViolation`, :class:`ProvisionViolation`,
+  :class:`SealedPickleError`): guarded data was used outside its purposes (enforce mode).
+- **Sink** failures (a log, a span, the audit log) are never raised: they are logged once per kind,
+  rate-limited, counted, and never change a decision.
+
+Factored out of the modules that raise them so that every module can import them without an
+import cycle (as structlog's ``exceptions.py``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ConfigurationError", "PolicyError", "PurposeGuardError", "PurposeViolation"]
+__all__ = [
+    "ConfigurationError",
+    "PolicyError",
+    "ProvisionViolation",
+    "PurposeGuardError",
+    "PurposeViolation",
+    "SealedPickleError",
+]
 
 
 class PurposeGuardError(Exception):
@@ -125,3 +144,54 @@ class PurposeViolation(PurposeGuardError):
 
 def _rebuild_violation(attrs: dict[str, Any]) -> PurposeViolation:
     return PurposeViolation(**attrs)
+
+
+#: What to do about a denied provision, by reason.
+_PROVISION_HINTS = {
+    "no_consent": "record the subject's consent with registry.grant_consent(subject, "
+    "recipients=[...]), or pass basis=pg.LegalGround.<GROUND> with a justification",
+    "provision_suspended": "the subject asked to stop provision to this recipient; only a "
+    "legal ground (basis=pg.LegalGround...) allows it now",
+    "suspended": "the subject suspended use of their data for this purpose",
+    "strict_category": "a strict category goes only to recipients that list it under "
+    "categories: in the policy",
+    "unknown_recipient": "declare the recipient under recipients: in the policy",
+    "not_allowed": "the recipient receives data only for the purposes listed in its policy "
+    "entry; run this under one of them",
+    "no_purpose": "declare the purpose with pg.purpose(...)",
+    "no_policy": "configure a policy with pg.configure(policy=...)",
+}
+
+
+class ProvisionViolation(PurposeViolation):
+    """A provision was denied. A :class:`PurposeViolation` (``channel`` is ``"provision"``) that
+    also names the ``recipient``; never the subject or a value."""
+
+    _ATTRS: tuple[str, ...] = (*PurposeViolation._ATTRS, "recipient")  # type: ignore[assignment]
+
+    def __init__(self, *, recipient: str | None = None, **attrs: Any) -> None:
+        self.recipient = recipient
+        super().__init__(**attrs)
+
+    def _message(self) -> str:
+        version = f"policy {self.policy_id}@{self.policy_version}"
+        to = self.recipient or "an invalid recipient name"
+        hint = _PROVISION_HINTS.get(self.reason, "see the policy")
+        return (
+            f"provision to {to} ({self.accessor}) under purpose {self.purpose!r} denied: "
+            f"{self.reason} ({version}); {hint}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_provision, ({name: getattr(self, name) for name in self._ATTRS},))
+
+
+def _rebuild_provision(attrs: dict[str, Any]) -> ProvisionViolation:
+    return ProvisionViolation(**attrs)
+
+
+class SealedPickleError(PurposeGuardError, TypeError):
+    """A guarded value was pickled, which its model refuses (see ``purposeguard_pickle``).
+
+    A ``TypeError`` as well, as pickle's own refusals are, so that code that guards a pickle
+    call with ``except TypeError`` keeps working."""

@@ -27,14 +27,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from . import _config
 from ._context import current_purpose
 from ._decide import Rule
-from ._events import emitter
-from ._guard import Guard, field_ref, subject_hash, violate
-from ._ids import is_purpose_id, is_within
-from .exceptions import ConfigurationError, PurposeViolation
-from .registry import Registry, validate_subject
+from ._emitter import emitter
+from ._events import subject_hash
+from ._fields import binding_for
+from ._guard import Guard, field_ref, violate
+from ._ids import is_name, is_within, validate_subject
+from ._state import state
+from .exceptions import ConfigurationError, PolicyError, ProvisionViolation, PurposeViolation
+from .registry import Registry, get_registry
 from .stores import ProvisionRecord
 
 __all__ = ["LegalGround", "ProvisionViolation", "provide", "provides", "providing"]
@@ -60,48 +62,6 @@ class LegalGround(enum.Enum):
     #: 4. To cooperate with national or local government bodies in their legal duties, when
     #: obtaining consent may interfere with those duties.
     GOVERNMENT_COOPERATION = "government_cooperation"
-
-
-_HINTS = {
-    "no_consent": "record the subject's consent with registry.grant_consent(subject, "
-    "recipients=[...]), or pass basis=pg.LegalGround.<GROUND> with a justification",
-    "provision_suspended": "the subject asked to stop provision to this recipient; only a "
-    "legal ground (basis=pg.LegalGround...) allows it now",
-    "suspended": "the subject suspended use of their data for this purpose",
-    "strict_category": "a strict category goes only to recipients that list it under "
-    "categories: in the policy",
-    "unknown_recipient": "declare the recipient under recipients: in the policy",
-    "not_allowed": "the recipient receives data only for the purposes listed in its policy "
-    "entry; run this under one of them",
-    "no_purpose": "declare the purpose with pg.purpose(...)",
-    "no_policy": "configure a policy with pg.configure(policy=...)",
-}
-
-
-class ProvisionViolation(PurposeViolation):
-    """A provision was denied. A :class:`~purposeguard.PurposeViolation` (``channel`` is
-    ``"provision"``) that also names the ``recipient``; never the subject or a value."""
-
-    _ATTRS: tuple[str, ...] = (*PurposeViolation._ATTRS, "recipient")  # type: ignore[assignment]
-
-    def __init__(self, *, recipient: str | None = None, **attrs: Any) -> None:
-        self.recipient = recipient
-        super().__init__(**attrs)
-
-    def _message(self) -> str:
-        version = f"policy {self.policy_id}@{self.policy_version}"
-        to = self.recipient or "an invalid recipient name"
-        return (
-            f"provision to {to} ({self.accessor}) under purpose {self.purpose!r} denied: "
-            f"{self.reason} ({version}); {_HINTS.get(self.reason, 'see the policy')}"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, ({name: getattr(self, name) for name in self._ATTRS},))
-
-
-def _rebuild(attrs: dict[str, Any]) -> ProvisionViolation:
-    return ProvisionViolation(**attrs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +102,7 @@ class _Plan:
             "purposeguard.provision",
             {
                 "id": record.id,
-                "recipient": record.recipient if is_purpose_id(record.recipient) else None,
+                "recipient": record.recipient if is_name(record.recipient) else None,
                 "recipient_kind": record.recipient_kind,
                 "fields": list(record.fields),
                 "basis": record.basis,
@@ -153,7 +113,7 @@ class _Plan:
                 "subject": subject_hash(record.subject),
                 "policy_id": record.policy_id,
                 "policy_version": record.policy_version,
-                "service": emitter.service,
+                "service": state.service,
             },
         )
         return record
@@ -161,19 +121,18 @@ class _Plan:
 
 def _field_names(
     fields: Iterable[str | tuple[Any, str]],
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(names, dotted paths of (Model, field) pairs) — names only, never values."""
+) -> tuple[tuple[str, ...], tuple[tuple[Any, str], ...]]:
+    """(names, the (Model, field) pairs among them) — names only, never values."""
     if isinstance(fields, str):
         raise ConfigurationError("fields= takes a list of field names, not a str")
     names: list[str] = []
-    paths: list[str] = []
+    pairs: list[tuple[Any, str]] = []
     for item in fields:
         if isinstance(item, tuple):
             if len(item) != 2 or not isinstance(item[0], type) or not isinstance(item[1], str):
                 raise ConfigurationError("fields= takes (Model, 'field') pairs, not other tuples")
-            ref = field_ref(*item)
-            names.append(ref.path)
-            paths.append(ref.path)
+            names.append(field_ref(*item).path)
+            pairs.append(item)
         elif isinstance(item, str) and _FIELD_NAME.match(item) and len(item) <= 256:
             names.append(item)
         else:
@@ -183,7 +142,7 @@ def _field_names(
             )
     if not names:
         raise ConfigurationError("fields= must name at least one data item")
-    return tuple(names), tuple(paths)
+    return tuple(names), tuple(pairs)
 
 
 def _frozen(items: Iterable[Any]) -> Any:
@@ -222,30 +181,33 @@ def _plan(
     categories: Iterable[str],
     label: str | None,
 ) -> _Plan:
-    registry = _config.state.registry
+    registry = get_registry()
     if registry is None:
         raise ConfigurationError(
             "provision must be recorded: configure a subject registry with "
             "pg.configure(registry=PATH_OR_REGISTRY) first"
         )
     validate_subject(subject)
-    names, paths = _field_names(fields)
+    names, pairs = _field_names(fields)
     ground, text = _check_basis(basis, justification)
     if isinstance(categories, str):
         raise ConfigurationError("categories= takes a list of category names, not a str")
     wanted = set(categories)
-    compiled = _config.state.compiled
+    compiled = state.compiled
     purpose = current_purpose()
-    known = isinstance(recipient, str) and is_purpose_id(recipient) and "." not in recipient
-    guard = Guard("provision", label or f"provision:{recipient if known else '<invalid>'}", ())
-    guard.install((frozenset(), (compiled, ())))
+    known = is_name(recipient)
+    guard = Guard(label or f"provision:{recipient if known else '<invalid>'}", ())
+    guard.install(guard.prepare(compiled))
     spec = compiled.policy.recipients.get(recipient) if compiled is not None and known else None
     kind = spec.kind if spec is not None else "unknown"
     if compiled is not None:
-        for path in paths:
-            tag = compiled.policy.fields.get(path)
-            if tag is not None and tag.category is not None:
-                wanted.add(tag.category)
+        for pair in pairs:  # the field's category, as a read of it knows it
+            try:
+                of_field = binding_for(*pair, compiled).category
+            except PolicyError:
+                of_field = None  # a field without purposes carries no category
+            if of_field is not None:
+                wanted.add(of_field)
 
     def plan(
         basis_label: str, consent_ref: str | None = None, violation: str | None = None

@@ -17,20 +17,16 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from . import _config
-from ._check import check
-from ._decide import Decision, Rule
-from ._events import emitter
-from ._guard import subject_hash
-from ._ids import describe_bad_id, is_purpose_id, is_within
-from ._notice import retention_for
-from ._policy import Policy
+from ._emitter import emitter
+from ._events import subject_hash
+from ._ids import MAX_SUBJECT_LENGTH, is_within, names, purpose_ids, validate_subject
+from ._state import policy_fields, state
 from .exceptions import ConfigurationError
 from .stores import (
     ALL,
@@ -42,55 +38,22 @@ from .stores.memory import MemoryStore
 
 __all__ = [
     "DEFAULT_PROVISION_RETENTION",
+    "MAX_SUBJECT_LENGTH",
     "Registry",
     "SubjectStatus",
-    "check_subject",
-    "expired",
     "get_registry",
+    "validate_subject",
 ]
 
 #: How long provision records are kept when no policy says otherwise (three years).
 DEFAULT_PROVISION_RETENTION = timedelta(days=3 * 365)
 #: Records older than the retention period are purged at most this often, after a provision.
 PURGE_EVERY = timedelta(hours=1)
-MAX_SUBJECT_LENGTH = 256
 _STATUS_CACHE_LIMIT = 10_000
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def validate_subject(subject: object) -> str:
-    """A subject id is a non-empty str of at most 256 characters; the message never echoes it."""
-    if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
-        raise ConfigurationError(
-            f"a subject id is a non-empty str of at most {MAX_SUBJECT_LENGTH} characters "
-            f"(got {type(subject).__name__})"
-        )
-    return subject
-
-
-def _purposes(values: Iterable[str] | str, what: str) -> tuple[str, ...]:
-    if isinstance(values, str):
-        values = (values,)
-    out = tuple(values)
-    for pid in out:
-        if not is_purpose_id(pid):
-            raise ConfigurationError(f"{what}: {describe_bad_id(pid)}")
-    return out
-
-
-def _recipients(values: Iterable[str] | str, what: str) -> tuple[str, ...]:
-    if isinstance(values, str):
-        values = (values,)
-    out = tuple(values)
-    for name in out:
-        if not is_purpose_id(name) or "." in name:
-            raise ConfigurationError(
-                f"{what}: a recipient is a policy name, one lowercase segment [a-z][a-z0-9_]*"
-            )
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +153,6 @@ class Registry:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._closed = False
-        #: set when ``configure(registry=PATH)`` opened it: configure then closes it too
-        self.opened_by_configure = False
         self.refresh()
         self._start_poller()
         _live.add(self)
@@ -320,47 +281,18 @@ class Registry:
         return status
 
     def use_suspension(self, subject: str, purpose: str | None) -> str | None:
-        """The suspension of use covering ``purpose`` for this subject, or None. The fast path:
-        a set membership test for a subject without restrictions."""
+        """The suspension of use covering ``purpose`` for this subject (``"*"``, or a purpose
+        that is it, above it or below it), or None. A set membership test for a subject without
+        restrictions."""
         if subject not in self.restricted:
             return None
         return self.status(subject).use_suspension(purpose)
 
-    def narrow(self, decision: Decision, subject: str | None, *, strict: bool = False) -> Decision:
-        """Apply the subject's rules to a decision: an active consent to a purpose widens a
-        ``not_allowed`` (never for a ``strict`` category, never past a prohibition); a
-        suspension of use turns an allow into ``suspended``. A deny never becomes an allow by
-        a withdrawal or a suspension."""
-        if subject is None:
-            return decision
-        if not decision.allowed:
-            if strict or decision.reason != "not_allowed" or subject not in self.consenting:
-                return decision
-            purpose = decision.purpose
-            matched = self.status(subject).consent_for_purpose(purpose) if purpose else None
-            if matched is None:
-                return decision
-            decision = Decision(
-                True,
-                "consent",
-                purpose,
-                decision.policy_version,
-                Rule("consent", matched=matched),
-                decision.policy_id,
-            )
-        if subject not in self.restricted:
-            return decision
-        suspended = self.status(subject).use_suspension(decision.purpose)
-        if suspended is None:
-            return decision
-        return Decision(
-            False,
-            "suspended",
-            decision.purpose,
-            decision.policy_version,
-            Rule("suspended", matched=suspended),
-            decision.policy_id,
-        )
+    def purpose_consent(self, subject: str, purpose: str) -> str | None:
+        """The purpose the subject consented to that ``purpose`` is, or is below, or None."""
+        if subject not in self.consenting:
+            return None
+        return self.status(subject).consent_for_purpose(purpose)
 
     # --- changes (each in force at the next decision in this process) ---------------------------
 
@@ -373,7 +305,6 @@ class Registry:
     ) -> None:
         """Install the change here, then record it (subject as its keyed hash) for the audit log."""
         self.sync()
-        compiled = _config.state.compiled
         emitter.record(
             "purposeguard.subject_change",
             {
@@ -381,9 +312,7 @@ class Registry:
                 "subject": subject_hash(subject),
                 "purposes": sorted(purposes),
                 "recipients": sorted(recipients),
-                "policy_id": compiled.id if compiled else None,
-                "policy_version": compiled.version if compiled else None,
-                "service": emitter.service,
+                **policy_fields(),
             },
         )
 
@@ -397,7 +326,7 @@ class Registry:
         """Record the subject's consent to ``purposes`` and to provision to ``recipients``.
         Returns target → consent ref (the ref appears in provision records)."""
         validate_subject(subject)
-        ps, rs = _purposes(purposes, "grant_consent"), _recipients(recipients, "grant_consent")
+        ps, rs = purpose_ids(purposes, "grant_consent"), names(recipients, "grant_consent")
         at = self.clock()
         refs = {p: self.store.grant(subject, "purpose", p, at) for p in ps}
         refs.update({r: self.store.grant(subject, "recipient", r, at) for r in rs})
@@ -413,8 +342,8 @@ class Registry:
     ) -> int:
         """Withdraw consents; returns how many were active. The history is kept."""
         validate_subject(subject)
-        ps = _purposes(purposes, "withdraw_consent")
-        rs = _recipients(recipients, "withdraw_consent")
+        ps = purpose_ids(purposes, "withdraw_consent")
+        rs = names(recipients, "withdraw_consent")
         at = self.clock()
         n = sum(self.store.withdraw(subject, "purpose", p, at) for p in ps)
         n += sum(self.store.withdraw(subject, "recipient", r, at) for r in rs)
@@ -425,7 +354,7 @@ class Registry:
         """Suspend use of the subject's data for ``purposes`` (and the purposes above and below
         them), or for every purpose if None."""
         validate_subject(subject)
-        targets = (ALL,) if purposes is None else _purposes(purposes, "suspend_use")
+        targets = (ALL,) if purposes is None else purpose_ids(purposes, "suspend_use")
         at = self.clock()
         for target in targets:
             self.store.suspend(subject, "use", target, at)
@@ -437,9 +366,9 @@ class Registry:
         if purposes is None:
             n = self.store.resume(subject, "use", None)
         else:
-            n = sum(self.store.resume(subject, "use", p) for p in _purposes(purposes, "resume"))
+            n = sum(self.store.resume(subject, "use", p) for p in purpose_ids(purposes, "resume"))
         self._changed(
-            "resume_use", subject, (ALL,) if purposes is None else _purposes(purposes, "")
+            "resume_use", subject, (ALL,) if purposes is None else purpose_ids(purposes, "")
         )
         return n
 
@@ -448,7 +377,7 @@ class Registry:
     ) -> None:
         """Stop provision of the subject's data to ``recipients``, or to every third party."""
         validate_subject(subject)
-        targets = (ALL,) if recipients is None else _recipients(recipients, "suspend_provision")
+        targets = (ALL,) if recipients is None else names(recipients, "suspend_provision")
         at = self.clock()
         for target in targets:
             self.store.suspend(subject, "provision", target, at)
@@ -461,9 +390,9 @@ class Registry:
         else:
             n = sum(
                 self.store.resume(subject, "provision", r)
-                for r in _recipients(recipients, "resume_provision")
+                for r in names(recipients, "resume_provision")
             )
-        targets = (ALL,) if recipients is None else _recipients(recipients, "")
+        targets = (ALL,) if recipients is None else names(recipients, "")
         self._changed("resume_provision", subject, recipients=targets)
         return n
 
@@ -472,7 +401,7 @@ class Registry:
     def retention(self) -> timedelta:
         """How long provision records are kept: the configured policy's
         ``retention.provision_records`` if it sets one, else ``provision_retention``."""
-        compiled = _config.state.compiled
+        compiled = state.compiled
         if compiled is not None and "provision_records" in (
             compiled.policy.retention.model_fields_set
         ):
@@ -518,7 +447,8 @@ class Registry:
 
 def get_registry() -> Registry | None:
     """The configured subject registry (``pg.configure(registry=...)``), or ``None``."""
-    return _config.state.registry
+    registry = state.registry
+    return registry if isinstance(registry, Registry) else None
 
 
 def _reset_after_fork() -> None:
@@ -527,91 +457,3 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-# --- decisions with a subject --------------------------------------------------------------------
-
-
-def expired(collected_at: datetime, period: timedelta, now: datetime | None = None) -> bool:
-    """True iff data collected at ``collected_at`` is past a retention ``period``."""
-    return (now or _utcnow()) >= collected_at + period
-
-
-def _category(policy: Policy | None, name: str | None, field: tuple[Any, str] | None) -> Any:
-    if policy is None:
-        return None
-    if name is None and field is not None:
-        owner, attr = field
-        layout = getattr(owner, "__purposeguard_layout__", None)  # a guarded model's own marker
-        guard = getattr(layout, "guards", {}).get(attr) if layout is not None else None
-        name = getattr(guard, "category", None)
-        if name is None:
-            from ._guard import field_ref
-
-            tag = policy.fields.get(field_ref(owner, attr).path)
-            name = tag.category if tag is not None else None
-    return policy.categories.get(name) if isinstance(name, str) else None
-
-
-def check_subject(
-    purpose: str | None,
-    *,
-    subject: str | None,
-    collected_for: Sequence[str] = (),
-    prohibited: Sequence[str] = (),
-    field: tuple[Any, str] | None = None,
-    category: str | None = None,
-    collected_at: datetime | None = None,
-    retention: timedelta | None = None,
-    policy: Policy | None = None,
-) -> Decision:
-    """:func:`purposeguard.check` for one data subject's data.
-
-    On top of the field's purposes: a ``strict`` category (My Number) may be used only for its
-    closed list (reason ``strict_category``) and consent never widens it; data past its retention
-    (the shortest of ``retention=``, the category's, and for ``field=`` the period a model read
-    applies) counted from ``collected_at`` is denied with ``expired``; the configured registry's consents widen and its suspensions narrow
-    (``suspended``). Never raises a violation and records nothing.
-    """
-    decision = check(
-        purpose, collected_for=collected_for, prohibited=prohibited, field=field, policy=policy
-    )
-    strict = False
-    if category is not None or collected_at is not None or field is not None:
-        compiled = _config.state.compiled if policy is None else None
-        spec = _category(policy or (compiled.policy if compiled else None), category, field)
-        if category is not None and spec is None:
-            decision = _deny(decision, "unknown_category", None)
-        elif spec is not None and spec.strict:
-            strict = True
-            if decision.allowed and not any(
-                purpose is not None and is_within(purpose, p) for p in spec.purposes
-            ):
-                decision = _deny(decision, "strict_category", category)
-        if collected_at is not None and decision.allowed:
-            # the shortest period in force, as a model read applies it
-            periods = [retention, spec.retention if spec is not None else None]
-            if field is not None and isinstance(field[0], type):
-                periods.append(retention_for(field[0], field[1]))
-            period = min((p for p in periods if p is not None), default=None)
-            if period is not None and expired(collected_at, period):
-                decision = _deny(decision, "expired", None)
-    if retention is not None and collected_at is None:
-        raise ConfigurationError("retention= needs collected_at=, the time of collection")
-    registry = _config.state.registry
-    if registry is None or subject is None:
-        return decision
-    if decision.allowed and subject not in registry.restricted:
-        return decision  # the fast path: nothing about this subject to look up
-    return registry.narrow(decision, subject, strict=strict)
-
-
-def _deny(decision: Decision, reason: str, matched: str | None) -> Decision:
-    return Decision(
-        False,
-        reason,
-        decision.purpose,
-        decision.policy_version,
-        Rule(reason, matched=matched),
-        decision.policy_id,
-    )

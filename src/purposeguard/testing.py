@@ -1,28 +1,34 @@
 """Helpers for testing code that uses purposeguard.
 
 ``capture_violations()`` records every violation event inside its block, in enforce and monitor
-mode alike, from any thread; ``policy()`` builds a small policy in one line; ``reset()`` forgets
-all configuration between tests.
+mode alike, from any thread; ``make_policy()`` builds a small policy in one line;
+``RecordingSink`` stands in for the audit log; ``retention_clock()`` sets the time retention
+periods are measured at; ``isolated_guards()`` lets a test configure a policy unrelated to the
+guards defined elsewhere; ``guards()`` lists the guards kept bound; ``flush()`` delivers what is
+buffered; ``reset()`` forgets all configuration between tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
-from . import _config
-from ._config import isolated_guards
-from ._events import emitter
+from . import _config, _time
+from ._emitter import emitter
 from ._policy import Mode, Policy, Purpose
+from ._state import guards, isolated_guards
 
 __all__ = [
     "RecordingSink",
     "capture_violations",
     "flush",
+    "guards",
     "isolated_guards",
     "make_policy",
     "reset",
+    "retention_clock",
 ]
 
 
@@ -88,11 +94,23 @@ def make_policy(
     )
 
 
-def flush(timeout: float = 5.0) -> bool:
-    """Deliver every buffered log line and audit record now (storm summaries included)."""
-    return emitter.flush(timeout)
+@contextmanager
+def retention_clock(now: Callable[[], datetime]) -> Iterator[None]:
+    """Within the block, retention periods are measured at ``now()`` (a timezone-aware
+    datetime) instead of the system clock."""
+
+    def clock() -> int:
+        at = _time.epoch_us(now())
+        if at is None:
+            raise ValueError("retention_clock: now() must return a timezone-aware datetime")
+        return at
+
+    previous = _time.use_clock(clock)
+    try:
+        yield
+    finally:
+        _time.use_clock(previous)
 
 
-def reset() -> None:
-    """Forget all configuration: no policy, no mode override, no audit log, default limits."""
-    _config.reset()
+flush = _config.flush
+reset = _config.reset

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import unquote
 
-from .. import _config
-from .._events import emitter
+from .._emitter import emitter
 from .._ids import describe_bad_id, is_purpose_id
+from .._state import state
 from ..exceptions import ConfigurationError, PolicyError
 
 __all__ = [
@@ -120,7 +120,7 @@ def split_key(key: str) -> tuple[str | None, str]:
 
 def validate_declarations(declarations: Mapping[str, RoutePurposes], where: str) -> None:
     """Raise PolicyError if a route names a purpose the configured policy does not declare."""
-    compiled = _config.state.compiled
+    compiled = state.compiled
     if compiled is None:
         return
     for route, decl in declarations.items():
@@ -285,7 +285,7 @@ class Rejection:
     def record(self, route: str, framework: str) -> None:
         """Record a ``purposeguard.claim_rejected`` event (and a span event when a span is
         recording). ``route`` must be the server's route template, never the raw path."""
-        compiled = _config.state.compiled
+        compiled = state.compiled
         fields: dict[str, str | int | None] = {
             "reason": self.reason,
             "status": self.status,
@@ -296,7 +296,7 @@ class Rejection:
             "framework": framework,
             "policy_id": compiled.id if compiled else None,
             "policy_version": compiled.version if compiled else None,
-            "service": emitter.service,
+            "service": state.service,
         }
         emitter.record("purposeguard.claim_rejected", fields)
         from opentelemetry import trace  # the API only; a dependency of the core already
@@ -457,7 +457,7 @@ class ClaimReader:
             )
         if not is_purpose_id(vouched):
             return _reject("malformed", source, claim)
-        compiled = _config.state.compiled
+        compiled = state.compiled
         if compiled is not None and vouched not in compiled.purposes:
             return _reject("unknown_purpose", source, claim)
         if vouched not in route.allowed:

@@ -30,8 +30,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from pydantic_core import PydanticSerializationError
 
-from .. import _config
 from .._context import _current
+from .._state import state
 from ..exceptions import ConfigurationError
 from ..models import violation_of
 from ._claims import (
@@ -186,11 +186,11 @@ class PurposeMiddleware:
         )
         self._installed: Any = None
         self._checked: Any = _UNCHECKED
-        if _config.state.compiled is not None:
+        if state.compiled is not None:
             self._check()
 
     def _check(self) -> None:
-        compiled = _config.state.compiled
+        compiled = state.compiled
         validate_declarations(self._all, "PurposeMiddleware")
         self._checked = compiled
 
@@ -243,7 +243,7 @@ class PurposeMiddleware:
         app = scope.get("app", self.app)  # wrapped around the app itself, there is no "app" yet
         if self._installed is not app:
             self._install(app)
-        if _config.state.compiled is not self._checked:
+        if state.compiled is not self._checked:
             self._check()
         scope[READER_KEY] = self._reader
         # always a token of its own: require_purpose() dependencies set the purpose without one,
@@ -287,12 +287,12 @@ def require_purpose(*ids: str) -> Any:
 
     decl = RoutePurposes.of(ids, "require_purpose()")
     validate_declarations({"require_purpose": decl}, "require_purpose")
-    checked: list[Any] = [_config.state.compiled]
+    checked: list[Any] = [state.compiled]
 
     async def purpose_for_request(connection: HTTPConnection) -> str:
-        if _config.state.compiled is not checked[0]:
+        if state.compiled is not checked[0]:
             validate_declarations({"require_purpose": decl}, "require_purpose")
-            checked[0] = _config.state.compiled
+            checked[0] = state.compiled
         scope = connection.scope
         reader: ClaimReader = scope.get(READER_KEY) or _NO_CLAIMS
         outcome = reader.decide(

@@ -45,8 +45,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "pip install 'purposeguard[django]'"
     ) from exc
 
-from .. import _config
 from .._context import _current
+from .._state import state
 from ..exceptions import ConfigurationError
 from ._claims import (
     Caller,
@@ -164,12 +164,12 @@ class PurposeGuardMiddleware:
             self._all["(default)"] = RoutePurposes.of(self._default)
         self._urls_checked = False
         self._checked: Any = _UNCHECKED
-        if _config.state.compiled is not None:
+        if state.compiled is not None:
             self._check()
 
     def _check(self) -> None:
         validate_declarations(self._all, f"settings.{SETTING}")
-        self._checked = _config.state.compiled
+        self._checked = state.compiled
 
     def _check_urls(self, request: HttpRequest) -> None:
         known = set(_known_routes(get_resolver(getattr(request, "urlconf", None)).url_patterns))
@@ -184,7 +184,7 @@ class PurposeGuardMiddleware:
     def _decide(self, request: HttpRequest) -> str | Rejection | None:
         if not self._urls_checked:
             self._check_urls(request)
-        if _config.state.compiled is not self._checked:
+        if state.compiled is not self._checked:
             self._check()
         try:
             match = resolve(request.path_info, getattr(request, "urlconf", None))

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
-from .. import _config
 from .._context import _current
+from .._state import state
 from ..exceptions import ConfigurationError
 from ._claims import (
     MAX_CLAIM_LENGTH,
@@ -151,12 +151,12 @@ class PurposeWSGIMiddleware:
         self._patterns = [(_template_regex(p), p, t) for p, t in self._table.items()]
         self._ready = flask_app is None
         self._checked: Any = _UNCHECKED
-        if _config.state.compiled is not None:
+        if state.compiled is not None:
             self._check()
 
     def _check(self) -> None:
         validate_declarations(self._all, "PurposeWSGIMiddleware")
-        self._checked = _config.state.compiled
+        self._checked = state.compiled
 
     def _prepare_flask(self) -> None:
         """Check the keys against Flask's rules and pick up views marked with purposes()."""
@@ -197,7 +197,7 @@ class PurposeWSGIMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not self._ready:
             self._prepare_flask()
-        if _config.state.compiled is not self._checked:
+        if state.compiled is not self._checked:
             self._check()
         purpose = self._default
         found = self._route(environ)
