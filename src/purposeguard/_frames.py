@@ -1,48 +1,120 @@
-"""Frames: which line of the application caused a violation, and which channel a read came
-through. (Interim: the old directory-based skip, moved here unchanged.)"""
+"""Frames: which line of the application made a read, and which channel the read came through.
+
+Both answers come from the stack, and frames are told apart by the name of their module
+(``f_globals["__name__"]``), never by the directory of their file: without a virtual environment
+``site-packages`` lies inside the standard library's directory, and a file path says nothing about
+who wrote the code.
+
+Every frame is one of three kinds, by the longest dotted prefix of its module name that a table
+below names (whole package names only: ``fastapi`` is not ``fastapi_users``, ``purposeguard`` is
+not ``purposeguard_ext``), else by its top-level package being in ``sys.stdlib_module_names``:
+
+- *library* code runs on the application's behalf, so the walk passes over it: purposeguard and
+  what it is built on, the web frameworks that call handlers and serialize what they return, the
+  standard library (the methods ``dataclasses`` generates included);
+- *runner* code runs the application: servers, in-process test clients, test runners and event
+  loops. What lies below a runner started the process; it did not make the read, so the walk
+  stops there with no location;
+- everything else is the application (``__main__`` and ``purposeguard._demo`` included).
+
+An application package named after a standard-library module (and so shadowing it) counts as the
+standard library.
+"""
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
-from pathlib import Path
 from types import CodeType, FrameType
 
-__all__ = ["caller", "caller_location", "channel_of"]
+__all__ = ["APPLICATION", "LIBRARIES", "RUNNERS", "caller", "caller_location", "channel_of"]
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
-_SKIP_DIRS: tuple[str, ...] = (_PACKAGE_DIR,)
-for _name in ("wrapt", "pydantic", "pydantic_core", "contextlib", "functools"):
-    _mod = sys.modules.get(_name)
-    if _mod is not None and getattr(_mod, "__file__", None):
-        _SKIP_DIRS += (str(Path(_mod.__file__).resolve().parent),)  # type: ignore[arg-type]
-_DEMO_FILE = str(Path(__file__).resolve().with_name("_demo.py"))  # user code, though packaged
-_SKIP_FILES = tuple(f"{os.sep}{name}.py" for name in ("contextlib", "functools"))
-_skip_code: dict[CodeType, bool] = {}
+#: Packages whose code calls into purposeguard on the application's behalf: a frame in one is
+#: never the offender, the application code that called it is.
+LIBRARIES: tuple[str, ...] = (
+    # purposeguard and what it is built on
+    "purposeguard", "wrapt", "pydantic", "pydantic_core", "structlog", "opentelemetry",
+    # web frameworks and their thread bridges: they call the handler (or the handler calls their
+    # helpers, such as jsonable_encoder or jsonify), and serialize what it returns
+    "fastapi", "starlette", "anyio", "flask", "werkzeug", "django", "asgiref",
+)  # fmt: skip
+#: Packages whose code runs the application rather than being called by it: servers, in-process
+#: test clients (httpx's ASGI and WSGI transports are servers for tests; as an HTTP client httpx
+#: calls application code only through hooks, which lie above it), test runners, and event loops
+#: (a task's stack ends at its first coroutine). A read with no application frame above one of
+#: these (a response model serialized after its handler returned) has no location.
+RUNNERS: tuple[str, ...] = (
+    "uvicorn", "gunicorn", "hypercorn", "daphne", "waitress", "socketserver",
+    "httpx", "starlette.testclient", "werkzeug.test", "django.test",
+    "pytest", "_pytest", "pluggy", "pytest_asyncio", "hypothesis",
+    "asyncio", "trio",
+)  # fmt: skip
+#: Application code inside a package the tables above name: the demo ships with purposeguard, but
+#: it plays the part of a user's code.
+APPLICATION: tuple[str, ...] = ("purposeguard._demo",)
+
+_LIBRARY, _APPLICATION, _RUNNER = 0, 1, 2
+_KINDS: dict[str, int] = {
+    **dict.fromkeys(LIBRARIES, _LIBRARY),
+    **dict.fromkeys(RUNNERS, _RUNNER),
+    **dict.fromkeys(APPLICATION, _APPLICATION),
+}
+_STDLIB = sys.stdlib_module_names
+_CACHE_LIMIT = 10_000
+# Keyed by id(code), not by the code: code objects compare and hash by content (not by file), and
+# hashing one costs up to microseconds for a large function. The codes are kept alive in _pinned,
+# so no cached id is ever reused by another code object.
+_kind_of_code: dict[int, int] = {}
+_pinned: list[CodeType] = []
+
+
+def _kind(frame: FrameType) -> int:
+    code = frame.f_code
+    if code.co_filename == "<string>" and code.co_qualname.startswith("__create_fn__."):
+        return _LIBRARY  # a method dataclasses generated, run with its class's module globals
+    name = frame.f_globals.get("__name__")
+    if not isinstance(name, str) or not name:
+        return _APPLICATION  # code exec'd without a module: nothing says it is not the user's
+    while True:
+        kind = _KINDS.get(name)
+        if kind is not None:
+            return kind
+        parent, dot, _ = name.rpartition(".")
+        if not dot:  # the top-level package, named by no table
+            return _LIBRARY if name in _STDLIB else _APPLICATION
+        name = parent
 
 
 def caller_location() -> str | None:
-    """``file:line`` of the first frame outside purposeguard and the libraries it drives."""
+    """``file:line`` of the innermost application frame on the caller's stack, or ``None`` if a
+    runner (or the bottom of the stack) comes first: a read made by the framework alone, such as
+    a response model FastAPI serializes after the handler returned, names no line, whether the
+    app runs under uvicorn or in a test's in-process client.
+
+    Runs on every violation: once a code object has been seen, its frame costs one dict lookup
+    (the kind is cached per code object, for up to 10,000 of them; a code object run with another
+    module's globals, which only ``exec`` does, keeps the kind it was first seen with).
+    """
     frame: FrameType | None = sys._getframe(1)
+    cache = _kind_of_code
     while frame is not None:
         code = frame.f_code
-        skip = _skip_code.get(code)
-        if skip is None:
-            filename = code.co_filename
-            skip = (
-                filename.startswith(_SKIP_DIRS) or filename.endswith(_SKIP_FILES)
-            ) and filename != _DEMO_FILE
-            if len(_skip_code) < 10_000:
-                _skip_code[code] = skip
-        if not skip:
-            return f"{code.co_filename}:{frame.f_lineno}"
+        kind = cache.get(id(code))
+        if kind is None:
+            kind = _kind(frame)
+            if len(cache) < _CACHE_LIMIT:
+                _pinned.append(code)
+                cache[id(code)] = kind
+        if kind:
+            return f"{code.co_filename}:{frame.f_lineno}" if kind == _APPLICATION else None
         frame = frame.f_back
     return None
 
 
-def _codes() -> dict[CodeType, str]:
-    import dataclasses
+# --- which channel a read came through -----------------------------------------------------------
 
+
+def _codes() -> dict[CodeType, str]:
     codes: dict[CodeType, str] = {}
     for name, channel in (
         ("_asdict_inner", "asdict"),
@@ -57,20 +129,14 @@ def _codes() -> dict[CodeType, str]:
     return codes
 
 
-_CHANNEL_CODES = _codes()
+_CHANNEL_PINNED = _codes()  # keeps the codes alive: _CHANNEL_CODES is keyed by their ids
+_CHANNEL_CODES = {id(code): channel for code, channel in _CHANNEL_PINNED.items()}
 _GENERATED = {"__eq__": "eq", "__hash__": "hash", "__repr__": "repr", "__getstate__": "pickle"}
 _PYDANTIC_DUMPS = frozenset(
     {"dump_python", "dump_json", "model_dump", "model_dump_json", "to_python", "to_json"}
 )
-
-
-def _pydantic_dir() -> str:
-    import pydantic
-
-    return str(Path(pydantic.__file__).resolve().parent)
-
-
-_PYDANTIC_DIR = _pydantic_dir()
+_PYDANTIC = ("pydantic", "pydantic_core")
+_IN_PYDANTIC = tuple(f"{name}." for name in _PYDANTIC)
 
 
 def channel_of(frame: FrameType | None) -> str:
@@ -78,17 +144,20 @@ def channel_of(frame: FrameType | None) -> str:
     if frame is None:
         return "attribute"
     code = frame.f_code
-    known = _CHANNEL_CODES.get(code)
+    known = _CHANNEL_CODES.get(id(code))
     if known is not None:
         return known
     if code.co_filename == "<string>":  # methods dataclasses generates
         return _GENERATED.get(code.co_name, "attribute")
-    if code.co_name in _PYDANTIC_DUMPS and code.co_filename.startswith(_PYDANTIC_DIR):
-        return "dump"  # pydantic serializing a dataclass reads its attributes
+    if code.co_name in _PYDANTIC_DUMPS:  # pydantic serializing a dataclass reads its attributes
+        module = frame.f_globals.get("__name__")
+        if isinstance(module, str) and (module in _PYDANTIC or module.startswith(_IN_PYDANTIC)):
+            return "dump"
     return "attribute"
 
 
 def caller(depth: int) -> FrameType | None:
+    """The frame ``depth`` levels above the function that calls this one, if there is one."""
     try:
         return sys._getframe(depth + 1)
     except ValueError:  # pragma: no cover - no such frame
