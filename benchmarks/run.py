@@ -21,7 +21,7 @@ from typing import Any
 
 import purposeguard as pg
 
-SUITES = ("bench_core", "bench_models", "bench_middleware", "bench_registry")
+SUITES = ("bench_core", "bench_models", "bench_middleware", "bench_registry", "bench_policy")
 
 
 def _exists(name: str) -> bool:

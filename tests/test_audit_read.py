@@ -101,6 +101,16 @@ def test_time_arguments() -> None:
         parse_time_arg("yesterday")
 
 
+def test_time_arguments_take_ages_as_a_policy_writes_durations() -> None:
+    now = dt.datetime(2024, 9, 2, tzinfo=dt.UTC)
+    week_ago = dt.datetime(2024, 8, 26, tzinfo=dt.UTC)
+    assert [week_ago] * 4 == [parse_time_arg(age, now) for age in ("7d", "1w", "P7D", " P1W ")]
+    assert parse_time_arg("0m", now) == now
+    assert parse_time_arg("1y", now) == now - dt.timedelta(days=365)
+    with pytest.raises(ValueError, match="before the year 1"):
+        parse_time_arg("999999999d", now)
+
+
 def test_storm_summaries_count_with_their_count() -> None:
     storm = {**V, "event": "purposeguard.violation_summary", "count": 500, "field": "f"}
     assert weight(storm) == 500

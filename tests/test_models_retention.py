@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from tests.conftest import CANARY
 
 import purposeguard as pg
-from purposeguard._policy import parse_duration
+from purposeguard._time import parse_duration
 
 T0 = datetime(2024, 4, 1, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -12,8 +12,9 @@ from pydantic_core import PydanticCustomError, core_schema
 
 from ._compile import Tag
 from ._ids import describe_bad_id, is_name, is_purpose_id
-from ._policy import Mode, parse_duration
+from ._policy import Mode
 from ._sealed import dump_sealed
+from ._time import parse_duration
 from .exceptions import ConfigurationError
 
 __all__ = [

@@ -1,14 +1,7 @@
-"""The policy schema: an immutable, validated :class:`Policy` (files are read by ``_load``).
-
-The loader never guesses: duplicate keys, unknown keys, YAML 1.1's implicit booleans and dates,
-anchors and aliases, explicit tags, deep nesting and oversized files are each a
-:class:`~purposeguard.PolicyError` naming the file, the key path and the fix. A policy is either
-valid as a whole or not produced at all.
-"""
+"""The policy schema: an immutable, validated :class:`Policy` (files are read by ``_load``)."""
 
 from __future__ import annotations
 
-import contextvars
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -27,6 +20,7 @@ from pydantic import (
 )
 
 from ._ids import describe_bad_id, is_purpose_id, parent
+from ._time import parse_duration
 from .exceptions import PolicyError
 
 __all__ = [
@@ -47,34 +41,12 @@ Mode = Literal["enforce", "monitor"]
 _FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){2,}\Z")
 
 
-# The file being loaded, so that errors raised while validating name it.
-_loading: contextvars.ContextVar[str] = contextvars.ContextVar("_loading", default="<python>")
-
-
 class _SemanticError(Exception):
     """Raised inside validators; deliberately not a ValueError so pydantic lets it through."""
 
     def __init__(self, path: str, message: str, fix: str) -> None:
         super().__init__(message)
         self.path, self.message, self.fix = path, message, fix
-
-
-_DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdwy])\Z")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-
-
-def parse_duration(value: object) -> timedelta:
-    """``"30d"``, ``"12h"``, ``"3y"`` (a year is 365 days) → timedelta; a timedelta passes."""
-    if isinstance(value, timedelta):
-        if value <= timedelta(0):
-            raise ValueError("a duration must be positive")
-        return value
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(
-            "a duration is a positive whole number and a unit s, m, h, d, w or y, such as '3y'"
-        )
-    return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -150,20 +122,37 @@ class Policy(_Frozen):
     recipients: dict[StrictStr, Recipient] = Field(default_factory=dict)
     retention: Retention = Field(default_factory=Retention)
 
+    # Not a field, so that no file can claim a source; set only by from_file_data. Pydantic keeps
+    # it through model_copy and compares it in ==.
     _source: str | None = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
-        file = _loading.get()
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise _from_validation(exc, file) from None
+            raise _from_validation(exc) from None
         except _SemanticError as exc:
-            raise PolicyError(exc.message, file=file, path=exc.path, fix=exc.fix) from None
+            raise PolicyError(exc.message, path=exc.path, fix=exc.fix) from None
+
+    @classmethod
+    def from_file_data(cls, data: Mapping[str, Any], *, source: str) -> Policy:
+        """The policy that ``data``, the parsed content of the file ``source``, describes.
+
+        The policy remembers ``source`` as :attr:`source`; a :class:`PolicyError` names it as
+        the file. :func:`load_policy` reads files through this; use it for a policy kept
+        elsewhere (a database, a configuration service), with ``source`` saying where.
+        """
+        try:
+            policy = cls(**data)
+        except PolicyError as exc:
+            raise exc.with_file(source) from None
+        policy._source = source
+        return policy
 
     @property
     def source(self) -> str | None:
-        """The file this policy was loaded from, if any."""
+        """Where this policy was read from (see :meth:`from_file_data`); None if built in
+        Python."""
         return self._source
 
     @model_validator(mode="before")
@@ -174,47 +163,52 @@ class Policy(_Frozen):
             data["id"] = data.pop("policy")
         return data
 
+    # Key paths are formatted only for an error: a policy may hold 100,000 fields.
     @model_validator(mode="after")
     def _check_semantics(self) -> Policy:
-        for pid, spec in self.purposes.items():
-            where = f"purposes.{pid}"
+        purposes = self.purposes
+        for pid, spec in purposes.items():
             if not is_purpose_id(pid):
-                raise _SemanticError(where, describe_bad_id(pid), "rename the purpose")
+                raise _SemanticError(f"purposes.{pid}", describe_bad_id(pid), "rename the purpose")
             up = parent(pid)
-            if up is not None and up not in self.purposes:
+            if up is not None and up not in purposes:
                 raise _SemanticError(
-                    where,
+                    f"purposes.{pid}",
                     f"parent purpose {up!r} is not declared",
                     f"declare {up!r} under purposes",
                 )
             for i, other in enumerate(spec.compatible_with):
-                self._known(other, f"{where}.compatible_with[{i}]")
+                if other not in purposes:
+                    raise _undeclared(other, f"purposes.{pid}.compatible_with[{i}]")
                 if other == pid:
                     raise _SemanticError(
-                        f"{where}.compatible_with[{i}]",
+                        f"purposes.{pid}.compatible_with[{i}]",
                         "a purpose cannot be compatible with itself",
                         "remove it",
                     )
+        categories = self.categories
         for path, tag in self.fields.items():
-            where = f"fields.{path}"
             if not _FIELD_PATH.match(path):
                 raise _SemanticError(
-                    where,
+                    f"fields.{path}",
                     "a field path must be module.Class.field, as in 'hr.models.Applicant.email'",
                     "write the dotted path of the class attribute",
                 )
             if not tag.collected_for:
                 raise _SemanticError(
-                    f"{where}.collected_for", "a field needs at least one purpose", "name one"
+                    f"fields.{path}.collected_for", "a field needs at least one purpose", "name one"
                 )
-            for key, ids in (("collected_for", tag.collected_for), ("prohibited", tag.prohibited)):
-                for i, pid in enumerate(ids):
-                    self._known(pid, f"{where}.{key}[{i}]")
-            if tag.category is not None:
-                self._category(tag.category, f"{where}.category")
-        for name, category in self.categories.items():
+            for i, pid in enumerate(tag.collected_for):
+                if pid not in purposes:
+                    raise _undeclared(pid, f"fields.{path}.collected_for[{i}]")
+            for i, pid in enumerate(tag.prohibited):
+                if pid not in purposes:
+                    raise _undeclared(pid, f"fields.{path}.prohibited[{i}]")
+            if tag.category is not None and tag.category not in categories:
+                raise _undeclared_category(tag.category, f"fields.{path}.category")
+        for name, category in categories.items():
             where = f"categories.{name}"
-            self._name(name, where)
+            _check_name(name, where)
             if category.strict and not category.purposes:
                 raise _SemanticError(
                     f"{where}.purposes",
@@ -222,35 +216,38 @@ class Policy(_Frozen):
                     "list the purposes it may be used for",
                 )
             for i, pid in enumerate(category.purposes):
-                self._known(pid, f"{where}.purposes[{i}]")
+                if pid not in purposes:
+                    raise _undeclared(pid, f"{where}.purposes[{i}]")
         for name, recipient in self.recipients.items():
             where = f"recipients.{name}"
-            self._name(name, where)
+            _check_name(name, where)
             for i, pid in enumerate(recipient.purposes):
-                self._known(pid, f"{where}.purposes[{i}]")
+                if pid not in purposes:
+                    raise _undeclared(pid, f"{where}.purposes[{i}]")
             for i, cat in enumerate(recipient.categories):
-                self._category(cat, f"{where}.categories[{i}]")
+                if cat not in categories:
+                    raise _undeclared_category(cat, f"{where}.categories[{i}]")
         return self
 
-    def _name(self, name: str, where: str) -> None:
-        if not is_purpose_id(name) or "." in name:
-            raise _SemanticError(
-                where, "a name is one lowercase segment [a-z][a-z0-9_]*", "rename it"
-            )
 
-    def _category(self, name: str, where: str) -> None:
-        if name not in self.categories:
-            raise _SemanticError(
-                where, f"category {name!r} is not declared", f"declare {name!r} under categories"
-            )
+def _undeclared(pid: str, where: str) -> _SemanticError:
+    # every declared purpose passed is_purpose_id, so a malformed id is never declared
+    if not is_purpose_id(pid):
+        return _SemanticError(where, describe_bad_id(pid), "use a declared purpose id")
+    return _SemanticError(
+        where, f"purpose {pid!r} is not declared", f"declare {pid!r} under purposes"
+    )
 
-    def _known(self, pid: str, where: str) -> None:
-        if not is_purpose_id(pid):
-            raise _SemanticError(where, describe_bad_id(pid), "use a declared purpose id")
-        if pid not in self.purposes:
-            raise _SemanticError(
-                where, f"purpose {pid!r} is not declared", f"declare {pid!r} under purposes"
-            )
+
+def _undeclared_category(name: str, where: str) -> _SemanticError:
+    return _SemanticError(
+        where, f"category {name!r} is not declared", f"declare {name!r} under categories"
+    )
+
+
+def _check_name(name: str, where: str) -> None:
+    if not is_purpose_id(name) or "." in name:
+        raise _SemanticError(where, "a name is one lowercase segment [a-z][a-z0-9_]*", "rename it")
 
 
 _FIXES = {
@@ -268,7 +265,7 @@ _FIXES = {
 }
 
 
-def _from_validation(exc: ValidationError, file: str) -> PolicyError:
+def _from_validation(exc: ValidationError) -> PolicyError:
     err = exc.errors(include_url=False, include_input=False)[0]
     loc = [
         "policy" if (i == 0 and part == "id") else str(part) for i, part in enumerate(err["loc"])
@@ -282,4 +279,4 @@ def _from_validation(exc: ValidationError, file: str) -> PolicyError:
         if exc.error_count() > 1
         else ""
     )
-    return PolicyError(message + more, file=file, path=path, fix=_FIXES.get(err["type"], ""))
+    return PolicyError(message + more, path=path, fix=_FIXES.get(err["type"], ""))

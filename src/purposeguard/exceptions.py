@@ -55,6 +55,10 @@ class PolicyError(ConfigurationError):
         where = f"{file}: {path}: " if path else f"{file}: "
         super().__init__(f"{where}{message}" + (f" ({fix})" if fix else ""))
 
+    def with_file(self, file: str) -> PolicyError:
+        """The same error, about the policy file ``file``."""
+        return PolicyError(self.message, file=file, path=self.path, fix=self.fix)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_policy_error, (self.message, self.file, self.path, self.fix))
 

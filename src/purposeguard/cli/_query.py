@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
-import re
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from purposeguard import _time
 
 __all__ = [
     "SUMMARY_EVENT",
@@ -27,8 +28,6 @@ __all__ = [
 VIOLATION_EVENT = "purposeguard.violation"
 SUMMARY_EVENT = "purposeguard.violation_summary"
 _VIOLATIONS = frozenset({VIOLATION_EVENT, SUMMARY_EVENT})
-_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_KEYS = 10_000
 """Distinct values kept per counter; the rest are counted under ``(other)`` so memory stays flat."""
 
@@ -48,26 +47,33 @@ def weight(rec: Mapping[str, object]) -> int:
 
 
 def parse_ts(value: object) -> _dt.datetime | None:
-    """An aware UTC datetime from an ISO 8601 string (naive means UTC), or None."""
+    """An aware UTC datetime from an ISO 8601 string (naive means UTC), or None: a record's
+    ``ts`` may be anything."""
     if not isinstance(value, str) or len(value) > 64:
         return None
     try:
-        ts = _dt.datetime.fromisoformat(value)
+        return _time.parse_ts(value)
     except ValueError:
         return None
-    return ts.replace(tzinfo=_dt.UTC) if ts.tzinfo is None else ts.astimezone(_dt.UTC)
 
 
 def parse_time_arg(value: str, now: _dt.datetime | None = None) -> _dt.datetime:
-    """``--since``/``--until``: ISO 8601, or an age like ``30m``, ``2h``, ``7d``; ValueError else."""
-    match = _RELATIVE.match(value.strip())
-    if match:
-        age = int(match[1]) * _UNITS[match[2]]
-        return (now or _dt.datetime.now(_dt.UTC)) - _dt.timedelta(seconds=age)
-    ts = parse_ts(value.strip())
-    if ts is None:
-        raise ValueError(f"{value!r} is neither ISO 8601 (2024-09-01T12:00Z) nor an age like 2h")
-    return ts
+    """``--since``/``--until``: an ISO 8601 time, or an age that far back from ``now``: a
+    duration as a policy writes it (``30m``, ``2h``, ``7d``, ``P1W``); ValueError else."""
+    text = value.strip()
+    try:
+        age = _time.parse_duration(text, allow_zero=True)
+    except ValueError:
+        ts = parse_ts(text)
+        if ts is None:
+            raise ValueError(
+                f"{value!r} is neither ISO 8601 (2024-09-01T12:00Z) nor an age like 2h"
+            ) from None
+        return ts
+    try:
+        return (now or _dt.datetime.now(_dt.UTC)) - age
+    except OverflowError:
+        raise ValueError(f"{value!r} reaches back before the year 1") from None
 
 
 def _text(rec: Mapping[str, object], key: str) -> str | None:

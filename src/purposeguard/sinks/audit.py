@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import datetime as _dt
 import hashlib
 import hmac
 import json
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Literal
 
 import structlog
+
+from .._time import now_iso as _now
 
 try:  # POSIX only; without it processes sharing a path are not serialized (documented).
     import fcntl
@@ -97,10 +98,6 @@ def resolve_key(key: bytes | None) -> bytes | None:
         return key
     env = os.environ.get(AUDIT_KEY_ENV)
     return env.encode("utf-8") if env else None
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class _Chain:

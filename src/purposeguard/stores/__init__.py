@@ -11,8 +11,10 @@ them. They never reach a log, an event or an exception message.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, Protocol
+
+from .._time import format_ts, parse_ts
 
 __all__ = [
     "ALL",
@@ -32,17 +34,6 @@ ALL = "*"
 
 ConsentKind = Literal["purpose", "recipient"]
 Scope = Literal["use", "provision"]
-
-
-def format_ts(at: datetime) -> str:
-    """A UTC timestamp in a fixed-width form, so text order is time order in every store."""
-    if at.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_ts(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
