@@ -208,9 +208,9 @@ def test_policy_check_and_explain(runner: CliRunner, tmp_path: Path) -> None:
 
 
 def test_demo_runs_the_demo_module(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("purposeguard._demo")
+    fake = types.ModuleType("purposeguard.cli._demo")
     fake.main = lambda: 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "purposeguard._demo", fake)
+    monkeypatch.setitem(sys.modules, "purposeguard.cli._demo", fake)
     assert runner.invoke(cli, ["demo"]).exit_code == 0
 
 

@@ -101,7 +101,7 @@ def test_an_installed_app_under_the_standard_librarys_directory_is_the_applicati
         "djangoapp.views",
         "asyncio_helpers",
         "myapp.fastapi",  # a library's name inside the application
-        "purposeguard._demo",  # shipped in purposeguard, but the user's part
+        "purposeguard.cli._demo",  # shipped in purposeguard, but the user's part
         "__main__",
     ],
 )

@@ -15,7 +15,7 @@ not ``purposeguard_ext``), else by its top-level package being in ``sys.stdlib_m
 - *runner* code runs the application: servers, in-process test clients, test runners and event
   loops. What lies below a runner started the process; it did not make the read, so the walk
   stops there with no location;
-- everything else is the application (``__main__`` and ``purposeguard._demo`` included).
+- everything else is the application (``__main__`` and ``purposeguard.cli._demo`` included).
 
 An application package named after a standard-library module (and so shadowing it) counts as the
 standard library.
@@ -51,7 +51,7 @@ RUNNERS: tuple[str, ...] = (
 )  # fmt: skip
 #: Application code inside a package the tables above name: the demo ships with purposeguard, but
 #: it plays the part of a user's code.
-APPLICATION: tuple[str, ...] = ("purposeguard._demo",)
+APPLICATION: tuple[str, ...] = ("purposeguard.cli._demo",)
 
 _LIBRARY, _APPLICATION, _RUNNER = 0, 1, 2
 _KINDS: dict[str, int] = {

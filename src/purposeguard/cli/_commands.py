@@ -313,8 +313,8 @@ def report(logs: tuple[str, ...], html_file: str, **kwargs: Any) -> None:
 @cli.command()
 def demo() -> None:
     """Run a short demonstration of purposeguard in action."""
-    # Imported by name: the demo is optional and not every build ships it.
-    demo_main = importlib.import_module("purposeguard._demo").main
+    # Imported when asked for: the demo defines its own guards only when it runs.
+    demo_main = importlib.import_module("purposeguard.cli._demo").main
     raise SystemExit(demo_main())
 
 

@@ -1,5 +1,10 @@
 """``purposeguard demo``: a guarded accessor, an allowed use, a blocked use, a monitored use,
-and the violations as a security team sees them (the audit log, verified)."""
+and the violations as a security team sees them (the audit log, verified).
+
+The demo plays the part of an application: it builds its own small policy (the wheel carries no
+customer's policy), defines its accessor when it runs (importing this module changes nothing),
+and keeps purposeguard's log lines out of its output only while it runs.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,25 @@ import structlog
 
 import purposeguard as pg
 
-REFERENCE_POLICY = Path(__file__).with_name("data") / "alj-policy.yaml"
+from ._verify import verify_log
 
+DEMO_KEY = b"demo-key-not-for-production"
 SKILL_SHEETS = {"A-1001": {"name": "Hanako Yamada", "skills": ["Python", "PostgreSQL"]}}
 
 
-@pg.accessor(collected_for=("recruitment", "staffing"))
-def load_skill_sheet(applicant_id: str) -> Mapping[str, object]:
-    """Skill sheets were collected for recruitment and staffing selection ([1]-5, [1]-10)."""
-    return SKILL_SHEETS[applicant_id]
+def demo_policy() -> pg.Policy:
+    """Four of the reference company's purposes of use ([1]-5, [1]-7, [1]-10)."""
+    return pg.Policy(
+        id="alj-demo",
+        version="2024-09-01",
+        purposes={
+            "recruitment": pg.Purpose(description="Recruitment-related information and contact"),
+            "recruitment.selection": pg.Purpose(description="Screening applicants"),
+            "staffing": pg.Purpose(description="Selecting engineers for client projects"),
+            "marketing": pg.Purpose(description="Information about products and services"),
+            "marketing.events": pg.Purpose(description="Invitations to seminars and events"),
+        },
+    )
 
 
 def _say(text: str = "") -> None:
@@ -28,12 +43,26 @@ def _say(text: str = "") -> None:
 
 
 def main() -> int:
-    # The app, not the library, decides where logs go; the demo keeps them out of the way.
+    # The demo is the application here: it decides where logs go, and puts it back afterwards.
+    saved = structlog.get_config()
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory(), processors=[])
+    try:
+        return _run()
+    finally:
+        pg.testing.reset()
+        structlog.configure(**saved)
+
+
+def _run() -> int:
+    @pg.accessor(collected_for=("recruitment", "staffing"), name="skills:load_skill_sheet")
+    def load_skill_sheet(applicant_id: str) -> Mapping[str, object]:
+        """Skill sheets were collected for recruitment and staffing selection."""
+        return SKILL_SHEETS[applicant_id]
+
     with tempfile.TemporaryDirectory(prefix="purposeguard-demo-") as tmp:
         log = Path(tmp) / "violations.jsonl"
-        policy = pg.load_policy(REFERENCE_POLICY)
-        pg.configure(policy=policy, audit_log=log, audit_key=b"demo-key-not-for-production")
+        policy = demo_policy()
+        pg.configure(policy=policy, audit_log=log, audit_key=DEMO_KEY)
         _say(
             f"policy {policy.id}@{policy.version}: {len(policy.purposes)} purposes, mode {policy.mode}"
         )
@@ -63,20 +92,16 @@ def main() -> int:
         for line in log.read_text().splitlines():
             record = json.loads(line)
             if record.get("event") == "purposeguard.violation":
-                shown = {k: record[k] for k in ("seq", "ts", "mode", "enforced", "reason",
-                                                "purpose", "allowed", "accessor", "code")}  # fmt: skip
-                _say("   " + json.dumps(shown, ensure_ascii=False))
-        try:
-            from purposeguard.cli import verify_log
-        except ImportError:  # pragma: no cover - the CLI extra is missing
-            return 0
-        result = verify_log([str(log)], key=b"demo-key-not-for-production", expect_genesis=True)
+                keys = ("seq", "ts", "mode", "enforced", "reason", "purpose", "allowed",
+                        "accessor", "code")  # fmt: skip
+                _say("   " + json.dumps({k: record[k] for k in keys}, ensure_ascii=False))
+        pg.configure(audit_log=None)  # closed: sealed with a final checkpoint
+        result = verify_log([str(log)], key=DEMO_KEY, expect_genesis=True)
         verdict = "chain intact" if result.exit_code() == 0 else f"FAILED: {result.failure}"
         _say(f"\n   purposeguard verify: {result.records} records, seq {result.first_seq}.."
              f"{result.last_seq}, {verdict}")  # fmt: skip
         _say("\nTry: purposeguard explain --policy examples/policy.yaml --purpose marketing "
              "--collected-for recruitment")  # fmt: skip
-        pg.testing.reset()
     return 0
 
 
