@@ -29,7 +29,7 @@ def test_importing_the_demo_defines_no_guard_and_configures_nothing() -> None:
     import purposeguard as pg
 
     before = structlog.get_config()
-    import purposeguard.cli._demo  # noqa: F401
+    import purposeguard.cli._demo
 
     assert not any("load_skill_sheet" in g.name for g in pg.testing.guards())
     assert structlog.get_config() == before
