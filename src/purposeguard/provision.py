@@ -23,7 +23,7 @@ import inspect
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -66,37 +66,14 @@ class LegalGround(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
+    """A provision checked and ready to record: its record, stamped with an id and the time when
+    it is recorded (after the data left, for ``providing`` and ``provides``)."""
+
     registry: Registry
-    recipient: str
-    kind: str
-    subject: str
-    fields: tuple[str, ...]
-    basis: str
-    ground: str | None
-    justification: str | None
-    consent_ref: str | None
-    purpose: str | None
-    policy_id: str | None
-    policy_version: str | None
-    violation: str | None
+    draft: ProvisionRecord
 
     def record(self) -> ProvisionRecord:
-        record = ProvisionRecord(
-            id="prov-" + uuid.uuid4().hex,
-            ts=self.registry.clock(),
-            recipient=self.recipient,
-            recipient_kind=self.kind,
-            subject=self.subject,
-            fields=self.fields,
-            basis=self.basis,
-            ground=self.ground,
-            justification=self.justification,
-            consent_ref=self.consent_ref,
-            purpose=self.purpose,
-            policy_id=self.policy_id,
-            policy_version=self.policy_version,
-            violation=self.violation,
-        )
+        record = replace(self.draft, id="prov-" + uuid.uuid4().hex, ts=self.registry.clock())
         self.registry.add_record(record)
         emitter.record(
             "purposeguard.provision",
@@ -212,11 +189,23 @@ def _plan(
     def plan(
         basis_label: str, consent_ref: str | None = None, violation: str | None = None
     ) -> _Plan:
-        return _Plan(
-            registry, recipient, kind, subject, names, basis_label,
-            ground.value if ground else None, text, consent_ref, purpose,
-            compiled.id if compiled else None, compiled.version if compiled else None, violation,
-        )  # fmt: skip
+        draft = ProvisionRecord(
+            id="",
+            ts=registry.clock(),
+            recipient=recipient,
+            recipient_kind=kind,
+            subject=subject,
+            fields=names,
+            basis=basis_label,
+            ground=ground.value if ground else None,
+            justification=text,
+            consent_ref=consent_ref,
+            purpose=purpose,
+            policy_id=compiled.id if compiled else None,
+            policy_version=compiled.version if compiled else None,
+            violation=violation,
+        )
+        return _Plan(registry, draft)
 
     def deny(reason: str, matched: str | None = None) -> _Plan:
         # returns only in monitor mode: the provision goes ahead, recorded with its violation

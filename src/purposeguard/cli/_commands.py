@@ -169,11 +169,13 @@ def explain(
         text = pg.explain(purpose, **args)
         click.echo("\n".join(neutralize(line, 10_000) for line in text.splitlines()))
     else:
-        fields = ("allowed", "reason", "purpose", "policy_version", "rule")
-        out = {k: getattr(decision, k, None) for k in fields}
-        rule = out["rule"]
-        if dataclasses.is_dataclass(rule) and not isinstance(rule, type):
-            out["rule"] = dataclasses.asdict(rule)
+        out = {
+            "allowed": decision.allowed,
+            "reason": decision.reason,
+            "purpose": decision.purpose,
+            "policy_version": decision.policy_version,
+            "rule": dataclasses.asdict(decision.rule),
+        }
         click.echo(dump_json(out))
     sys.exit(0 if decision.allowed else 1)
 

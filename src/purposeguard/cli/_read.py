@@ -43,7 +43,6 @@ class Readable(Protocol):
 class ReadStats:
     """What reading skipped, by kind, and where a file ended on a torn (unterminated) line."""
 
-    lines: int = 0
     records: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     torn: list[str] = field(default_factory=list)
@@ -145,7 +144,6 @@ def iter_records(
     for source in sources:
         with open_source(source) as stream:
             for line in iter_lines(stream, source, cap):
-                stats.lines += 1
                 if line.data is None:
                     stats.skipped[f"longer than {cap} bytes"] += 1
                     continue

@@ -104,20 +104,17 @@ class _Verifier:
                     if not line.terminated:
                         self.r.torn_tails.append(f"{where} (after seq {self.r.last_seq})")
                         return
-                    raise _Tampered(self._next(), f"{where}: unreadable line inside the log")
+                    raise _Tampered(self.expected_seq, f"{where}: unreadable line inside the log")
                 assert data is not None
                 self.record(rec, data, where, first)
                 first = False
         if first:
             self.r.warnings.append(f"{path}: no records")
 
-    def _next(self) -> int | None:
-        return self.expected_seq
-
     def record(self, rec: dict[str, object], data: bytes, where: str, first: bool) -> None:
         seq, prev, event = rec.get("seq"), rec.get("prev_hash"), rec.get("event")
         if type(seq) is not int or not isinstance(prev, str):
-            raise _Tampered(self._next(), f"{where}: record without seq/prev_hash")
+            raise _Tampered(self.expected_seq, f"{where}: record without seq/prev_hash")
         if first:
             if event != HEADER_EVENT:
                 raise _Tampered(seq, f"{where}: file does not start with a header (head cut off?)")

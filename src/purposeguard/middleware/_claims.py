@@ -47,7 +47,6 @@ MAX_BAGGAGE_LENGTH: Final = 8192
 #: Attribute that ``purposes()`` sets on an endpoint or view.
 ROUTE_ATTR: Final = "__purposeguard_route__"
 
-_KEY_BYTES = BAGGAGE_KEY.encode()
 F = TypeVar("F", bound=Callable[..., Any])
 
 # --- route declarations --------------------------------------------------------------------------

@@ -17,11 +17,12 @@ middleware does), ``app = PurposeMiddleware(FastAPI(), routes=...)``; or mark en
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 try:
     from starlette.routing import Host, Mount
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "purposeguard.middleware.asgi needs Starlette; install it with "
@@ -49,12 +50,6 @@ from ._claims import (
 )
 
 __all__ = ["PurposeMiddleware", "purposes", "require_purpose"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Scope key under which the middleware leaves its claim reader for routes and dependencies.
 READER_KEY = "purposeguard.claims"

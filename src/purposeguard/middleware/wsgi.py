@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Literal
 
 from .._context import _current
@@ -38,7 +37,6 @@ __all__ = ["PurposeWSGIMiddleware", "init_flask", "purposes"]
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-_ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 
 _UNCHECKED: Any = object()
 _REASON = {400: "400 Bad Request", 403: "403 Forbidden"}

@@ -111,7 +111,7 @@ class SQLiteStore:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
-        self._migrate(self._conn())
+        self._migrate()
 
     # --- connections ----------------------------------------------------------------------------
 
@@ -156,7 +156,7 @@ class SQLiteStore:
         finally:
             conn.execute("COMMIT")
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _migrate(self) -> None:
         with self._write() as tx:
             found = tx.execute("PRAGMA user_version").fetchone()[0]
             if found > SCHEMA_VERSION:
