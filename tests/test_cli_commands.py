@@ -276,3 +276,29 @@ def test_a_table_on_a_terminal_with_escapes_neutralized(log_file: Path) -> None:
     assert b"\\x1b[31m" in out  # the log's escape shown, not obeyed
     for raw in (b"\x1b[31mred", b"\x1b]0;", b"\x07", "\u202e".encode()):
         assert raw not in out
+
+
+def test_records_leaves_out_what_the_api_leaves_out_past_retention(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import purposeguard as pg
+    from purposeguard.cli.records import records
+    from purposeguard.stores import ProvisionRecord
+    from purposeguard.stores.sqlite import SQLiteStore
+
+    store_path = tmp_path / "registry.db"
+    store = SQLiteStore(store_path)
+    now = datetime.now(UTC)
+    for n, age in enumerate((timedelta(days=10), timedelta(days=4 * 365))):
+        store.add_provision(
+            ProvisionRecord(f"prov-{n}", now - age, "tax_office", "third_party", "s", ("name",),
+                            "consent")  # fmt: skip
+        )
+    store.close()
+    out = runner.invoke(records, ["--subject", "s", "--store", str(store_path), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    with pg.Registry(store_path, refresh_interval=None) as registry:
+        expected = [r.id for r in registry.records("s")]
+    assert [r["id"] for r in json.loads(out.output)["records"]] == expected == ["prov-0"]

@@ -27,6 +27,7 @@ from ._emitter import emitter
 from ._events import subject_hash
 from ._ids import MAX_SUBJECT_LENGTH, is_within, names, purpose_ids, validate_subject
 from ._state import policy_fields, state
+from ._time import format_ts
 from .exceptions import ConfigurationError
 from .stores import (
     ALL,
@@ -431,7 +432,7 @@ class Registry:
             {
                 "schema": "purposeguard.provision_records/1",
                 "subject": subject,
-                "generated_at": self.clock().astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                "generated_at": format_ts(self.clock()),
                 "retention_days": self.retention().days,
                 "records": [r.to_json() for r in records],
             },

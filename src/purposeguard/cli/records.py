@@ -64,18 +64,19 @@ def _open_store(path: str) -> Any:
 @click.option("--format", "fmt", type=_FORMAT, default="table", show_default=True)
 def records(subject: str, store_path: str, fmt: str) -> None:
     """The records of provision of one subject's data, oldest first."""
-    store = _open_store(store_path)
-    try:
-        found = store.provisions(subject)
-    finally:
-        store.close()
+    from purposeguard.exceptions import ConfigurationError
+    from purposeguard.registry import Registry
+
+    # Through the registry, so that the command and the API agree on which records exist (those
+    # past the retention period are left out before they are purged).
+    with Registry(_open_store(store_path), refresh_interval=None) as registry:
+        try:
+            found = registry.records(subject)
+            document = registry.export_records(subject)
+        except ConfigurationError as exc:
+            _fail(str(exc))
     if fmt == "json":
-        doc = {
-            "schema": "purposeguard.provision_records/1",
-            "subject": subject,
-            "records": [r.to_json() for r in found],
-        }
-        click.echo(json.dumps(doc, ensure_ascii=True, indent=2))
+        click.echo(document)
         return
     table = Table(title=f"Records of provision for subject {neutralize(subject, 80)}")
     for column in ("date (UTC)", "recipient", "kind", "data items", "basis", "consent / ground"):
