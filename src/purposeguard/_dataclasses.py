@@ -62,9 +62,11 @@ class _Field:
         return guarded_read(obj, self.guard, value, channel)
 
     def __set__(self, obj: Any, value: Any) -> None:
+        if _initializing.get() is obj:
+            self._store(obj, value)  # sealed with the others when __init__ returns
+            return
         layout: Layout = type(obj).__purposeguard_layout__
-        record = None if _initializing.get() is obj else layout.record(obj)
-        self._store(obj, seal(self.guard, value, record))
+        self._store(obj, seal(self.guard, value, layout.record(obj)))
 
     def _store(self, obj: Any, sealed: Any) -> None:
         if self.member is not None:
@@ -117,25 +119,13 @@ class _MetaField:
         else:
             obj.__dict__[self.name] = value
         if _initializing.get() is not obj:
-            _reseal(obj)
+            type(obj).__purposeguard_layout__.seal(obj)
 
     def __delete__(self, obj: Any) -> None:
         if self.member is not None:
             self.member.__delete__(obj)
         else:
             del obj.__dict__[self.name]
-
-
-def _reseal(obj: Any) -> None:
-    """Seal the record's guarded values again with its current consent, subject and time."""
-    layout: Layout = type(obj).__purposeguard_layout__
-    record = layout.record(obj)
-    for name in layout.guards:
-        descriptor = type(obj).__dict__.get(name)
-        if isinstance(descriptor, _Field):
-            stored = layout.stored(obj, name)
-            if isinstance(stored, Sealed) and stored._r != record:
-                descriptor._store(obj, seal(descriptor.guard, stored, record))
 
 
 def _check_collected_at(obj: Any, layout: Layout) -> None:
@@ -235,7 +225,7 @@ def _instrument(cls: type, pickle: PickleMode, localns: dict[str, Any] | None) -
     binder = ClassBinder(path, (f.name for f in fields), guards)
     register(binder)
     cls.__purposeguard_binder__ = binder  # type: ignore[attr-defined]
-    if guards and layout.has_meta:
+    if guards:
         _seal_after_init(cls, layout)
     if guards and cls.__dataclass_params__.repr:  # type: ignore[attr-defined]
         setattr(cls, "__repr__", _repr)  # noqa: B010
@@ -244,10 +234,12 @@ def _instrument(cls: type, pickle: PickleMode, localns: dict[str, Any] | None) -
 
 
 def _seal_after_init(cls: type, layout: Layout) -> None:
-    """Wrap ``__init__``: the guarded values it assigns are sealed once, at the end, with the
-    record's consent, subject and collection time (assigned in any order)."""
+    """Wrap ``__init__``: the guarded values it assigns are sealed all at once when it returns,
+    with the record's consent, subject and collection time (assigned in any order). Meanwhile
+    (``__post_init__`` included) a read of one is checked like any other."""
     original_init = cls.__init__  # type: ignore[misc]
     set_initializing, reset_initializing = _initializing.set, _initializing.reset
+    seal_record, collected = layout.seal, layout.collected
 
     @functools.wraps(original_init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -256,9 +248,9 @@ def _seal_after_init(cls: type, layout: Layout) -> None:
             original_init(self, *args, **kwargs)
         finally:
             reset_initializing(token)
-        if layout.collected is not None:
+        if collected is not None:
             _check_collected_at(self, layout)
-        _reseal(self)
+        seal_record(self)
 
     setattr(cls, "__init__", __init__)  # noqa: B010
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from . import _time
 from ._compile import CompiledPolicy, Tag
@@ -71,11 +71,11 @@ _CONSENT_CACHE_LIMIT = 1024
 _MICROSECOND: Final = timedelta(microseconds=1)
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class Record:
+class Record(NamedTuple):
     """What a record says about itself: the purposes its subject consented to, its subject, and
     when it was collected (microseconds since the epoch, or None when the record does not say).
-    Its ``repr`` never shows the subject id."""
+    Immutable; a NamedTuple, since every guarded record builds one. Its ``repr`` never shows the
+    subject id."""
 
     consent: tuple[str, ...]
     subject: object
@@ -88,9 +88,9 @@ class Record:
 def record_of(consent: object, subject: object, collected_at: object = None) -> Record | None:
     """A record's facts, or ``None`` when it names no consent, subject or collection time."""
     purposes: tuple[str, ...] = ()
-    if consent is not None and not isinstance(consent, str):
+    if consent and not isinstance(consent, str):
         purposes = tuple(sorted({p for p in consent if is_purpose_id(p)}))  # type: ignore[attr-defined]
-    at = _time.epoch_us(collected_at)
+    at = None if collected_at is None else _time.epoch_us(collected_at)
     if not purposes and subject is None and at is None:
         return None
     return Record(purposes, subject, at)

@@ -55,16 +55,24 @@ class Layout:
     collected: str | None = None
     policy_only: frozenset[str] = frozenset()
     members: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: ``guards`` as pairs, for the loops that seal a record
+    sealing: tuple[tuple[str, FieldGuard], ...] = field(init=False)
+    #: whether the record states any fact about itself (consent, subject, collection time)
+    has_meta: bool = field(init=False)
+    #: seals every guarded value of a record with its current facts (see :func:`sealer`)
+    seal: Callable[[Any], None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sealing", tuple(self.guards.items()))
+        meta = (self.consent, self.subject, self.collected)
+        object.__setattr__(self, "has_meta", any(name is not None for name in meta))
+        object.__setattr__(self, "seal", sealer(self))
 
     def with_members(self, members: Mapping[str, Any]) -> Layout:
         return Layout(
             self.path, self.guards, self.tags, self.consent, self.subject, self.collected,
             self.policy_only, MappingProxyType(dict(members)),
         )  # fmt: skip
-
-    @property
-    def has_meta(self) -> bool:
-        return self.consent is not None or self.subject is not None or self.collected is not None
 
     def stored(self, obj: Any, name: str) -> Any:
         """What ``obj`` stores for field ``name`` (a seal, for a guarded field), or None."""
@@ -86,11 +94,23 @@ class Layout:
         """The facts ``obj`` states about itself: consent, subject, collection time."""
         if not self.has_meta:
             return None
-        return record_of(
-            self._unsealed(obj, self.consent),
-            self._unsealed(obj, self.subject),
-            self._unsealed(obj, self.collected),
-        )
+        if self.members:
+            return record_of(
+                self._unsealed(obj, self.consent),
+                self._unsealed(obj, self.subject),
+                self._unsealed(obj, self.collected),
+            )
+        stored = obj.__dict__  # the common case, inline: every record seals with its facts
+        consent = stored.get(self.consent) if self.consent else None
+        subject = stored.get(self.subject) if self.subject else None
+        collected = stored.get(self.collected) if self.collected else None
+        if (
+            isinstance(subject, Sealed)
+            or isinstance(consent, Sealed)
+            or isinstance(collected, Sealed)
+        ):
+            return record_of(*(_unseal(v) for v in (consent, subject, collected)))
+        return record_of(consent, subject, collected)
 
     def collection_time(self, obj: Any) -> Any:
         return self._unsealed(obj, self.collected)
@@ -98,6 +118,12 @@ class Layout:
     def reseals_on(self, name: str) -> bool:
         """Whether assigning field ``name`` changes what the record's seals carry."""
         return name in self.guards or name in (self.consent, self.subject, self.collected)
+
+
+def _unseal(value: Any) -> Any:
+    while isinstance(value, Sealed):
+        value = value._v
+    return value
 
 
 class ClassBinder:
@@ -259,18 +285,65 @@ def guarded_read(obj: Any, guard: FieldGuard, value: Any, channel: str) -> Any:
     return value
 
 
-def seal_all(obj: Any, store: Callable[[Any, str, Any], None]) -> None:
-    """Seal every guarded value of ``obj`` again with its current record facts."""
-    layout = layout_of(obj)
-    if not layout.guards:
-        return
-    record = layout.record(obj)
-    for name, guard in layout.guards.items():
-        stored = layout.stored(obj, name)
-        if stored is not None:
-            sealed = seal(guard, stored, record)
-            if sealed is not stored:
-                store(obj, name, sealed)
+# Sealing a whole record (after validation, after __init__, when a fact of the record changes),
+# compiled per class into straight-line code: it runs once for every record created.
+_SEAL_FIELD = {
+    "dict": """
+    value = stored.get({name!r})
+    if value is not None:
+        if not isinstance(value, Sealed):
+            stored[{name!r}] = Sealed(value, g{i}, record)
+        elif value._f is not g{i} or value._r != record:
+            stored[{name!r}] = seal(g{i}, value, record)""",
+    "slot": """
+    try:
+        value = m{i}.__get__(obj)
+    except AttributeError:
+        value = None
+    if value is not None:
+        if not isinstance(value, Sealed):
+            m{i}.__set__(obj, Sealed(value, g{i}, record))
+        elif value._f is not g{i} or value._r != record:
+            m{i}.__set__(obj, seal(g{i}, value, record))""",
+}
+
+
+def sealer(layout: Layout) -> Callable[[Any], None]:
+    """A function that seals every guarded value of a record of ``layout``'s class with the
+    record's current facts (values already sealed so stay as they are)."""
+    storage = "slot" if layout.members else "dict"
+    namespace: dict[str, Any] = {
+        "__name__": __name__,
+        "Sealed": Sealed,
+        "seal": seal,
+        "record_of_obj": layout.record,
+    }
+    lines = ["def seal_record(obj):"]
+    if storage == "dict":
+        lines.append("    stored = obj.__dict__")
+    only_subject = layout.consent is None and layout.collected is None
+    if storage == "dict" and layout.subject is not None and only_subject:
+        # the common case, inline: a record that states its subject and nothing else
+        namespace.update(new_record=tuple.__new__, Record=Record, unseal=_unseal)
+        lines += [
+            f"    subject = stored.get({layout.subject!r})",
+            "    if isinstance(subject, Sealed):",
+            "        subject = unseal(subject)",
+            "    record = None if subject is None else new_record(Record, ((), subject, None))",
+        ]
+    elif layout.has_meta:
+        lines.append("    record = record_of_obj(obj)")
+    else:
+        lines.append("    record = None")
+    for i, (name, guard) in enumerate(layout.sealing):
+        namespace[f"g{i}"] = guard
+        namespace[f"m{i}"] = layout.members.get(name)
+        lines.append(_SEAL_FIELD[storage].format(name=name, i=i))
+    if not layout.sealing:
+        lines.append("    return None")
+    exec(compile("\n".join(lines), __file__, "exec"), namespace)
+    seal_record: Callable[[Any], None] = namespace["seal_record"]
+    return seal_record
 
 
 # The allow fast path of a guarded field, written once and compiled for each way a record

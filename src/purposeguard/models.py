@@ -66,14 +66,8 @@ class _ModelField:
 
 
 def _seal_model(obj: Any) -> None:
-    layout: Layout = type(obj).__purposeguard_layout__
-    if not layout.guards:
-        return
-    stored = obj.__dict__
-    record = layout.record(obj)
-    for name, guard in layout.guards.items():
-        if name in stored:
-            stored[name] = seal(guard, stored[name], record)
+    """Seal every guarded value of ``obj`` with its record's facts (run after validation)."""
+    type(obj).__purposeguard_layout__.seal(obj)
 
 
 class GuardedModel(BaseModel):
