@@ -292,10 +292,10 @@ def test_records_leaves_out_what_the_api_leaves_out_past_retention(
     store = SQLiteStore(store_path)
     now = datetime.now(UTC)
     for n, age in enumerate((timedelta(days=10), timedelta(days=4 * 365))):
-        store.add_provision(
-            ProvisionRecord(f"prov-{n}", now - age, "tax_office", "third_party", "s", ("name",),
-                            "consent")  # fmt: skip
+        record = ProvisionRecord(
+            f"prov-{n}", now - age, "tax_office", "third_party", "s", ("name",), "consent"
         )
+        store.add_provision(record)
     store.close()
     out = runner.invoke(records, ["--subject", "s", "--store", str(store_path), "--format", "json"])
     assert out.exit_code == 0, out.output

@@ -1,8 +1,17 @@
 """Guarded data: ``@pg.guarded`` stdlib dataclasses, the dataclass front end.
 
 The class's guarded fields are replaced by descriptors whose ``__get__`` is the allow fast path
-of :mod:`purposeguard._layout`; values are sealed in the instance (its ``__dict__`` or its
-slots), so ``vars()``, copies and pickling never expose them. See docs/models.md.
+of :mod:`purposeguard._layout`. A record keeps its guarded values in one vault, in the attribute
+``__purposeguard__`` (in its first guarded field's slot for ``slots=True``), so ``vars()``,
+copies and pickling never expose them. The vault also holds the record's consent, subject and
+collection-time fields (their reads are not checked, and an assignment to one is in force at
+the next read of a guarded field); the other fields are ordinary attributes. See
+docs/models.md.
+
+``__init__`` is compiled for the class (as ``dataclasses`` compiles its own) when the dataclass
+is a plain one: every field an ``__init__`` parameter, none keyword-only, no ``InitVar``. The
+record's vault is then built in one step. Any other dataclass keeps its own ``__init__``, whose
+assignments of guarded fields are collected and put into the vault when it returns.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import functools
 import sys
 import typing
 from collections.abc import Callable
+from dataclasses import replace as replace_layout
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
@@ -25,17 +35,20 @@ from ._layout import (
     collect,
     descriptor_get,
     guarded_read,
+    layout_of,
     metadata_of,
+    store_vault,
+    vault_value,
 )
-from ._sealed import Sealed, seal
+from ._sealed import ABSENT, Sealed, Vault
 from ._state import register
 from .exceptions import ConfigurationError
 
 __all__ = ["guarded"]
 
 C = TypeVar("C", bound=type)
-#: the record whose ``__init__`` is running: its guarded values are sealed once, at the end
-_initializing: contextvars.ContextVar[object] = contextvars.ContextVar(
+#: the record whose own ``__init__`` is running, and the guarded values it assigned so far
+_initializing: contextvars.ContextVar[tuple[object, list[Any]] | None] = contextvars.ContextVar(
     "purposeguard.initializing", default=None
 )
 
@@ -43,42 +56,53 @@ _initializing: contextvars.ContextVar[object] = contextvars.ContextVar(
 class _Field:
     """The descriptor that replaces a guarded dataclass field (or its slot) on its class."""
 
-    __slots__ = ("guard", "member", "name")
+    __slots__ = ("guard", "index", "name", "shape", "store")
 
-    def __init__(self, name: str, guard: FieldGuard, member: Any) -> None:
+    def __init__(self, name: str, guard: FieldGuard, layout: Layout) -> None:
         self.name = name
         self.guard = guard
-        self.member = member  # the slot's member descriptor for slots=True, else None
+        self.shape = layout.shape
+        self.index = layout.shape.index[name]
+        #: the slot member the vault lives in, for a slots=True dataclass
+        self.store = layout.members.get(layout.vaulted[0]) if layout.storage == "slot" else None
 
     def _absent(self, obj: Any) -> Any:
         if obj is None:
             return self
+        pending = _initializing.get()
+        if pending is not None and pending[0] is obj and pending[1][self.index] is not ABSENT:
+            # read while its own __init__ runs (a __post_init__): checked like any other read
+            return guarded_read(obj, self.guard, pending[1][self.index], "attribute")
         raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}")
 
-    def _slow(self, obj: Any, value: Any) -> Any:
+    def _slow(self, obj: Any, vault: Any) -> Any:
+        if type(vault) is not Vault:
+            return self._absent(obj)
         channel = channel_of(caller(2))
-        if channel == "replace" and isinstance(value, Sealed):
-            return value  # dataclasses.replace copies: the copy keeps the seal, nothing is read
-        return guarded_read(obj, self.guard, value, channel)
+        if channel == "replace":
+            # dataclasses.replace copies: the copy gets the value sealed, nothing is read
+            value = vault.values[self.index]
+            if value is None or value is ABSENT or isinstance(value, Sealed):
+                return value
+            return Sealed(value, self.guard, layout_of(obj).record(obj))
+        return guarded_read(obj, self.guard, vault, channel)
 
     def __set__(self, obj: Any, value: Any) -> None:
-        if _initializing.get() is obj:
-            self._store(obj, value)  # sealed with the others when __init__ returns
+        pending = _initializing.get()
+        if pending is not None and pending[0] is obj:
+            pending[1][self.index] = value  # into the vault when __init__ returns
             return
-        layout: Layout = type(obj).__purposeguard_layout__
-        self._store(obj, seal(self.guard, value, layout.record(obj)))
-
-    def _store(self, obj: Any, sealed: Any) -> None:
-        if self.member is not None:
-            self.member.__set__(obj, sealed)
-        else:
-            obj.__dict__[self.name] = sealed
+        layout = layout_of(obj)
+        vault = layout.vault_of(obj) or Vault.holding((ABSENT,) * len(layout.vaulted), self.shape)
+        held = vault_value(self.shape, self.index, value)
+        store_vault(layout, obj, vault.replaced(self.index, held))
 
     def __delete__(self, obj: Any) -> None:
-        if self.member is not None:
-            self.member.__delete__(obj)
-        else:
-            del obj.__dict__[self.name]
+        layout = layout_of(obj)
+        vault = layout.vault_of(obj)
+        if vault is None or vault.values[self.index] is ABSENT:
+            raise AttributeError(self.name)
+        store_vault(layout, obj, vault.replaced(self.index, ABSENT))
 
 
 class _DictField(_Field):
@@ -92,40 +116,44 @@ class _SlotField(_Field):
 
 
 class _MetaField:
-    """Replaces a dataclass's consent, subject or collection-time field (when it is not itself
-    guarded): assigning it re-seals the record's guarded values, whose seals carry them."""
+    """The descriptor of a dataclass's consent, subject or collection-time field that is not
+    itself guarded: its value lives in the record's vault, whose facts it is, unchecked."""
 
-    __slots__ = ("member", "name")
+    __slots__ = ("index", "name", "shape")
 
-    def __init__(self, name: str, member: Any) -> None:
+    def __init__(self, name: str, layout: Layout) -> None:
         self.name = name
-        self.member = member  # the slot's member descriptor for slots=True, else None
+        self.shape = layout.shape
+        self.index = layout.shape.index[name]
 
     def __get__(self, obj: Any, owner: Any = None) -> Any:
         if obj is None:
             return self
-        if self.member is not None:
-            return self.member.__get__(obj, owner)
-        try:
-            return obj.__dict__[self.name]
-        except KeyError:
-            raise AttributeError(
-                f"{type(obj).__name__!r} object has no attribute {self.name!r}"
-            ) from None
+        pending = _initializing.get()
+        if pending is not None and pending[0] is obj:
+            value = pending[1][self.index]
+        else:
+            vault = layout_of(obj).vault_of(obj)
+            value = vault.values[self.index] if vault is not None else ABSENT
+        if value is ABSENT:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}")
+        return value
 
     def __set__(self, obj: Any, value: Any) -> None:
-        if self.member is not None:
-            self.member.__set__(obj, value)
-        else:
-            obj.__dict__[self.name] = value
-        if _initializing.get() is not obj:
-            type(obj).__purposeguard_layout__.seal(obj)
+        pending = _initializing.get()
+        if pending is not None and pending[0] is obj:
+            pending[1][self.index] = value
+            return
+        layout = layout_of(obj)
+        vault = layout.vault_of(obj) or Vault.holding((ABSENT,) * len(layout.vaulted), self.shape)
+        store_vault(layout, obj, vault.replaced(self.index, value))
 
     def __delete__(self, obj: Any) -> None:
-        if self.member is not None:
-            self.member.__delete__(obj)
-        else:
-            del obj.__dict__[self.name]
+        layout = layout_of(obj)
+        vault = layout.vault_of(obj)
+        if vault is None or vault.values[self.index] is ABSENT:
+            raise AttributeError(self.name)
+        store_vault(layout, obj, vault.replaced(self.index, ABSENT))
 
 
 def _check_collected_at(obj: Any, layout: Layout) -> None:
@@ -207,64 +235,141 @@ def _instrument(cls: type, pickle: PickleMode, localns: dict[str, Any] | None) -
         "raise",  # pydantic dumps a dataclass through its attributes: reads
         pickle,
     )
-    guards = layout.guards
-    meta_names = [n for n in (layout.consent, layout.subject, layout.collected) if n is not None]
     slotted = "__slots__" in cls.__dict__
-    if slotted:
-        layout = layout.with_members(
-            {f.name: cls.__dict__[f.name] for f in fields if f.name in (*guards, *meta_names)}
-        )
-    for name, guard in guards.items():
-        member = layout.members.get(name)
-        setattr(cls, name, (_SlotField if slotted else _DictField)(name, guard, member))
-    for name in meta_names if guards else ():
-        if name not in guards:
-            setattr(cls, name, _MetaField(name, layout.members.get(name)))
+    meta = [n for n in (layout.consent, layout.subject, layout.collected) if n is not None]
+    vaulted = tuple(f.name for f in fields if f.name in layout.guards)
+    if vaulted:  # the vault holds the facts of the record too (the guarded values first)
+        vaulted += tuple(n for n in meta if n not in layout.guards)
+    members = {n: cls.__dict__[n] for n in vaulted} if slotted else {}
+    layout = replace_layout(
+        layout,
+        storage="slot" if slotted else "dict",
+        vaulted=vaulted,
+        pickle=pickle,
+        members=members,
+    )
+    for name, guard in layout.guards.items():
+        setattr(cls, name, (_SlotField if slotted else _DictField)(name, guard, layout))
+    for name in layout.vaulted:
+        if name not in layout.guards:
+            setattr(cls, name, _MetaField(name, layout))
     cls.__purposeguard_layout__ = layout  # type: ignore[attr-defined]
     cls.__purposeguard_fields__ = layout.tags  # type: ignore[attr-defined]
-    binder = ClassBinder(path, (f.name for f in fields), guards)
+    binder = ClassBinder(path, (f.name for f in fields), layout.guards)
     register(binder)
     cls.__purposeguard_binder__ = binder  # type: ignore[attr-defined]
-    if guards:
-        _seal_after_init(cls, layout)
-    if guards and cls.__dataclass_params__.repr:  # type: ignore[attr-defined]
+    if not layout.guards:
+        return
+    init = _compiled_init(cls, layout, fields) if _plain_dataclass(cls, fields) else None
+    setattr(cls, "__init__", init or _sealing_after(cls, layout))  # noqa: B010
+    if cls.__dataclass_params__.repr:  # type: ignore[attr-defined]
         setattr(cls, "__repr__", _repr)  # noqa: B010
-    if slotted and guards:
+    if slotted:
         _pickle_slots(cls, layout, tuple(f.name for f in fields))
 
 
-def _seal_after_init(cls: type, layout: Layout) -> None:
-    """Wrap ``__init__``: the guarded values it assigns are sealed all at once when it returns,
-    with the record's consent, subject and collection time (assigned in any order). Meanwhile
-    (``__post_init__`` included) a read of one is checked like any other."""
+def _plain_dataclass(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> bool:
+    """Whether ``cls``'s ``__init__`` is the one ``dataclasses`` writes for plain fields: every
+    field a positional-or-keyword parameter, no ``InitVar``."""
+    params = cls.__dataclass_params__  # type: ignore[attr-defined]
+    initvar = getattr(dataclasses, "_FIELD_INITVAR", None)
+    declared = cls.__dataclass_fields__.values()  # type: ignore[attr-defined]
+    return (
+        params.init
+        and initvar is not None
+        and not any(getattr(f, "_field_type", None) is initvar for f in declared)
+        and all(f.init and not f.kw_only for f in fields)
+    )
+
+
+def _compiled_init(
+    cls: type, layout: Layout, fields: tuple[dataclasses.Field[Any], ...]
+) -> Callable[..., None]:
+    """The ``__init__`` of a plain guarded dataclass, compiled: it assigns the unguarded fields
+    as ``dataclasses`` would and builds the record's vault in one step."""
+    frozen = cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    namespace: dict[str, Any] = {
+        "__name__": f"{__name__}.init",
+        "holding": Vault.holding,
+        "SHAPE": layout.shape,
+        "IMPURE": frozenset({Sealed, Vault, type(ABSENT)}),
+        "FACTORY": ABSENT,
+        "vault_value": vault_value,
+        "store_vault": functools.partial(store_vault, layout),
+        "set": object.__setattr__,
+        "check_collected_at": functools.partial(_check_collected_at, layout=layout),
+    }
+    params, body = ["self"], []
+    for f in fields:
+        if f.default is not dataclasses.MISSING:
+            namespace[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        elif f.default_factory is not dataclasses.MISSING:
+            namespace[f"_f_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=FACTORY")
+            body.append(f"    if {f.name} is FACTORY:\n        {f.name} = _f_{f.name}()")
+        else:
+            params.append(f.name)
+    for f in fields:
+        if f.name in layout.vaulted:
+            continue
+        body.append(
+            f"    set(self, {f.name!r}, {f.name})" if frozen else f"    self.{f.name} = {f.name}"
+        )
+    values = "".join(f"{n}, " for n in layout.vaulted)
+    body += [
+        f"    values = ({values})",
+        "    if not IMPURE.isdisjoint(map(type, values)):",
+        "        values = tuple(vault_value(SHAPE, i, v) for i, v in enumerate(values))",
+        "    store_vault(self, holding(values, SHAPE))",
+    ]
+    if layout.collected is not None:
+        body.append("    check_collected_at(self)")
+    if hasattr(cls, "__post_init__"):
+        body.append("    self.__post_init__()")
+    source = f"def __init__({', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(compile(source, f"<purposeguard __init__ of {layout.path}>", "exec"), namespace)
+    init: Callable[..., None] = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__  # type: ignore[misc]
+    return init
+
+
+def _sealing_after(cls: type, layout: Layout) -> Callable[..., None]:
+    """Wrap a dataclass's own ``__init__``: the guarded values it assigns are collected, and put
+    into the record's vault when it returns. Meanwhile (``__post_init__`` included) a read of
+    one is checked like any other."""
     original_init = cls.__init__  # type: ignore[misc]
-    set_initializing, reset_initializing = _initializing.set, _initializing.reset
-    seal_record, collected = layout.seal, layout.collected
+    set_pending, reset_pending = _initializing.set, _initializing.reset
+    shape, collected = layout.shape, layout.collected
 
     @functools.wraps(original_init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        token = set_initializing(self)
+        values = [ABSENT] * len(layout.vaulted)
+        token = set_pending((self, values))
         try:
             original_init(self, *args, **kwargs)
         finally:
-            reset_initializing(token)
+            reset_pending(token)
+        held = tuple(vault_value(shape, i, v) for i, v in enumerate(values))
+        store_vault(layout, self, Vault.holding(held, shape))
         if collected is not None:
             _check_collected_at(self, layout)
-        seal_record(self)
 
-    setattr(cls, "__init__", __init__)  # noqa: B010
+    return __init__
 
 
 def _pickle_slots(cls: type, layout: Layout, names: tuple[str, ...]) -> None:
-    """A slotted dataclass pickles its slots: the seals, not the values."""
-    members = {n: cls.__dict__[n] for n in names if n not in layout.guards}
-    members.update({n: layout.members[n] for n in layout.guards})
+    """A slotted dataclass pickles (and copies) its slots: the vault, never the values."""
+    members = {n: cls.__dict__[n] for n in names if n not in layout.vaulted}
+    members.update(layout.members)
+    slots = tuple(n for n in names if n not in layout.vaulted[1:])  # the vault's slot, the rest
 
     def __getstate__(self: Any) -> list[Any]:
-        return [_slot_get(members[n], self) for n in names]
+        return [_slot_get(members[n], self) for n in slots]
 
     def __setstate__(self: Any, state: list[Any]) -> None:
-        for n, value in zip(names, state, strict=True):
+        for n, value in zip(slots, state, strict=True):
             members[n].__set__(self, value)
 
     setattr(cls, "__getstate__", __getstate__)  # noqa: B010

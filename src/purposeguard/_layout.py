@@ -1,11 +1,18 @@
-"""What purposeguard knows about one guarded class, and the field descriptor both front ends
-(pydantic models and dataclasses) install.
+"""What purposeguard knows about one guarded class, and the code both front ends (pydantic
+models and dataclasses) run for its records.
 
 :func:`collect` reads a class's field markers once, when the class is created, into a frozen
-:class:`Layout`; :func:`descriptor_get` compiles the descriptors' ``__get__``, the allow fast
-path, from one template for the two ways a record stores a value (its ``__dict__``, or a slot). The fast path is derived from the field decision (:mod:`purposeguard._fields`): a purpose
-in ``guard.allowed``, a record whose subject has no restriction, the record's own seal. Anything
-else takes the slow path, which asks the field decision itself.
+:class:`Layout`. From it, per class, two functions are compiled from fixed templates (the way
+attrs writes ``__init__``): the descriptors' ``__get__``, which is the allow fast path of a read,
+and the record's sealer, which puts its guarded values into one :class:`~._sealed.Vault`. Both
+are derived from the field decision (:mod:`purposeguard._fields`): a purpose in
+``guard.allowed``, a subject without restrictions, the record's own vault. Anything else takes
+the slow path, which asks the field decision itself.
+
+Where a record keeps its vault (``storage``): a pydantic model under each guarded field's key of
+its ``__dict__`` (``model``; pydantic's serializer reads values by key), a dataclass in one
+attribute, ``__purposeguard__`` (``dict``), or a ``slots=True`` dataclass in its first guarded
+field's slot (``slot``).
 """
 
 from __future__ import annotations
@@ -14,27 +21,45 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from ._compile import CompiledPolicy, Tag
 from ._context import _current
 from ._fields import FieldGuard, OnDenied, PickleMode, Record, admit, record_of
 from ._markers import CollectedAt, CollectedFor, Consent, SubjectId, is_marker
-from ._sealed import Sealed, open_sealed, register_for_unpickling, seal, within_retention
+from ._sealed import (
+    ABSENT,
+    Sealed,
+    Shape,
+    Vault,
+    facts,
+    open_sealed,
+    register_for_unpickling,
+    seal,
+    within_retention,
+)
 from ._state import SubjectRestrictions, register, state
 from .exceptions import ConfigurationError, PolicyError
 
 __all__ = [
+    "VAULT_ATTRIBUTE",
     "ClassBinder",
     "Layout",
+    "Storage",
     "check_options",
     "collect",
     "descriptor_get",
     "guarded_read",
+    "layout_of",
     "metadata_of",
 ]
 
 _get = _current.get
+Storage = Literal["model", "dict", "slot"]
+#: The attribute a dataclass keeps its vault in.
+VAULT_ATTRIBUTE = "__purposeguard__"
+#: the types a sealer cannot put into a vault as they are
+_IMPURE = frozenset({Sealed, Vault, type(ABSENT)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +68,11 @@ class Layout:
 
     ``guards`` maps each guarded field to its guard; ``tags`` the fields tagged by the class
     itself to their first tag; ``consent``, ``subject`` and ``collected`` name the record's
-    meta fields; ``policy_only`` the fields only the policy's ``fields:`` tags; ``members`` the
-    slot member descriptors of a ``slots=True`` dataclass's guarded and meta fields.
+    meta fields; ``policy_only`` the fields only the policy's ``fields:`` tags. ``storage`` is
+    where a record keeps its vault, ``vaulted`` the fields the vault holds (the guarded ones
+    first; a model's guarded fields with a public default are sealed one by one instead; a
+    dataclass's vault holds its meta fields too), ``members`` the slot member descriptors of a
+    ``slots=True`` dataclass.
     """
 
     path: str
@@ -54,76 +82,92 @@ class Layout:
     subject: str | None = None
     collected: str | None = None
     policy_only: frozenset[str] = frozenset()
+    storage: Storage = "model"
+    vaulted: tuple[str, ...] = ()
+    pickle: PickleMode = "refuse"
     members: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    #: ``guards`` as pairs, for the loops that seal a record
-    sealing: tuple[tuple[str, FieldGuard], ...] = field(init=False)
+    #: what the vault holds
+    shape: Shape = field(init=False)
+    #: the guarded fields sealed one by one, as (name, guard) pairs
+    alone: tuple[tuple[str, FieldGuard], ...] = field(init=False)
     #: whether the record states any fact about itself (consent, subject, collection time)
     has_meta: bool = field(init=False)
-    #: seals every guarded value of a record with its current facts (see :func:`sealer`)
+    #: whether a dump reads the record's fields through its attributes (a dataclass)
+    reads_through_attributes: bool = field(init=False)
+    #: puts every guarded value of a record into a vault (see :func:`sealer`)
     seal: Callable[[Any], None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sealing", tuple(self.guards.items()))
-        meta = (self.consent, self.subject, self.collected)
-        object.__setattr__(self, "has_meta", any(name is not None for name in meta))
-        object.__setattr__(self, "seal", sealer(self))
+        names = (self.consent, self.subject, self.collected)
+        at = {n: i for i, n in enumerate(self.vaulted)}
+        consent, subject, collected = (at.get(n, -1) if n else -1 for n in names)
+        guards = tuple(self.guards[n] for n in self.vaulted if n in self.guards)
+        shape = Shape(self.path, self.vaulted, guards, self.pickle, (consent, subject, collected))
+        shape.register()
+        set_ = object.__setattr__
+        set_(self, "shape", shape)
+        set_(self, "alone", tuple((n, g) for n, g in self.guards.items() if n not in self.vaulted))
+        set_(self, "has_meta", any(name is not None for name in names))
+        set_(self, "reads_through_attributes", self.storage != "model")
+        set_(self, "seal", sealer(self))
 
-    def with_members(self, members: Mapping[str, Any]) -> Layout:
-        return Layout(
-            self.path, self.guards, self.tags, self.consent, self.subject, self.collected,
-            self.policy_only, MappingProxyType(dict(members)),
-        )  # fmt: skip
+    def vault_of(self, obj: Any) -> Vault | None:
+        """The record's vault, or None (not sealed yet)."""
+        try:
+            if self.storage == "dict":
+                found = getattr(obj, VAULT_ATTRIBUTE)
+            elif self.storage == "slot":
+                found = self.members[self.vaulted[0]].__get__(obj)
+            else:
+                found = next(
+                    (v for v in map(obj.__dict__.get, self.vaulted) if type(v) is Vault), None
+                )
+        except (AttributeError, IndexError):
+            return None
+        return found if type(found) is Vault and found.shape is self.shape else None
 
     def stored(self, obj: Any, name: str) -> Any:
-        """What ``obj`` stores for field ``name`` (a seal, for a guarded field), or None."""
-        member = self.members.get(name)
-        if member is not None:
+        """The plain value of field ``name`` of ``obj`` as stored (not checked), or None."""
+        index = self.shape.index.get(name)
+        if index is not None and self.storage != "model":
+            vault = self.vault_of(obj)
+            value = vault.values[index] if vault is not None else None
+        elif self.storage == "slot":
             try:
-                return member.__get__(obj, type(obj))
-            except AttributeError:
-                return None
-        return obj.__dict__.get(name)
-
-    def _unsealed(self, obj: Any, name: str | None) -> Any:
-        value = self.stored(obj, name) if name else None
-        while isinstance(value, Sealed):
-            value = value._v
-        return value
+                value = self.members[name].__get__(obj)
+            except (AttributeError, KeyError):
+                value = getattr(obj, name, None)
+        elif self.storage == "dict":
+            value = getattr(obj, name, None)
+        else:
+            value = obj.__dict__.get(name)
+        return _plain(value, name)
 
     def record(self, obj: Any) -> Record | None:
         """The facts ``obj`` states about itself: consent, subject, collection time."""
         if not self.has_meta:
             return None
-        if self.members:
-            return record_of(
-                self._unsealed(obj, self.consent),
-                self._unsealed(obj, self.subject),
-                self._unsealed(obj, self.collected),
-            )
-        stored = obj.__dict__  # the common case, inline: every record seals with its facts
-        consent = stored.get(self.consent) if self.consent else None
-        subject = stored.get(self.subject) if self.subject else None
-        collected = stored.get(self.collected) if self.collected else None
-        if (
-            isinstance(subject, Sealed)
-            or isinstance(consent, Sealed)
-            or isinstance(collected, Sealed)
-        ):
-            return record_of(*(_unseal(v) for v in (consent, subject, collected)))
+        consent = self.stored(obj, self.consent) if self.consent else None
+        subject = self.stored(obj, self.subject) if self.subject else None
+        collected = self.stored(obj, self.collected) if self.collected else None
         return record_of(consent, subject, collected)
 
     def collection_time(self, obj: Any) -> Any:
-        return self._unsealed(obj, self.collected)
+        return self.stored(obj, self.collected) if self.collected else None
 
     def reseals_on(self, name: str) -> bool:
         """Whether assigning field ``name`` changes what the record's seals carry."""
         return name in self.guards or name in (self.consent, self.subject, self.collected)
 
 
-def _unseal(value: Any) -> Any:
+def _plain(value: Any, name: str) -> Any:
+    """A stored value without its seal (a vault's value for ``name``), not checked."""
+    if type(value) is Vault:
+        index = value.shape.index.get(name)
+        value = value.values[index] if index is not None else None
     while isinstance(value, Sealed):
         value = value._v
-    return value
+    return None if value is ABSENT else value
 
 
 class ClassBinder:
@@ -267,17 +311,22 @@ def unrestricted_record(obj: Any, registry: SubjectRestrictions) -> bool:
     name = layout.subject
     if name is None:
         return True
-    try:
-        subject = obj.__dict__[name]  # pydantic models and plain dataclasses keep it here
-    except (AttributeError, KeyError):
-        subject = layout.stored(obj, name)
-    return type(subject) is str and subject not in registry.restricted
+    subject = layout.stored(obj, name)
+    return subject is None or (type(subject) is str and subject not in registry.restricted)
 
 
 def guarded_read(obj: Any, guard: FieldGuard, value: Any, channel: str) -> Any:
     """The slow path of a read: the field decision for this record (recorded, raised in enforce
-    mode), then the value, each seal within it checked too."""
-    admit(guard, layout_of(obj).record(obj), _get(), channel)
+    mode), then the value, each seal within it checked too. ``value`` is what the record stores
+    for the field: its vault, a value sealed alone, or a plain value."""
+    layout = layout_of(obj)
+    admit(guard, layout.record(obj), _get(), channel)
+    name = guard.name.rpartition(".")[2]
+    if type(value) is Vault:
+        index = value.shape.index.get(name)
+        if index is None or value.values[index] is ABSENT:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {name!r}")
+        value = value.values[index]
     if isinstance(value, Sealed):
         if value._f is guard:
             value = value._v
@@ -285,103 +334,211 @@ def guarded_read(obj: Any, guard: FieldGuard, value: Any, channel: str) -> Any:
     return value
 
 
-# Sealing a whole record (after validation, after __init__, when a fact of the record changes),
-# compiled per class into straight-line code: it runs once for every record created.
-_SEAL_FIELD = {
-    "dict": """
-    value = stored.get({name!r})
-    if value is not None:
-        if not isinstance(value, Sealed):
-            stored[{name!r}] = Sealed(value, g{i}, record)
-        elif value._f is not g{i} or value._r != record:
-            stored[{name!r}] = seal(g{i}, value, record)""",
-    "slot": """
-    try:
-        value = m{i}.__get__(obj)
-    except AttributeError:
-        value = None
-    if value is not None:
-        if not isinstance(value, Sealed):
-            m{i}.__set__(obj, Sealed(value, g{i}, record))
-        elif value._f is not g{i} or value._r != record:
-            m{i}.__set__(obj, seal(g{i}, value, record))""",
-}
+def vault_value(shape: Shape, index: int, value: Any) -> Any:
+    """``value`` as a vault of ``shape`` holds it at ``index``: a value sealed for that field
+    alone is held plain; a value sealed for another field, or any other record's vault, keeps
+    its seal (both must then allow a use)."""
+    if type(value) is Vault:
+        if value.shape is shape:
+            return value.values[index]
+        value = value.standalone(shape.names[index])
+    if isinstance(value, Sealed) and value._f is shape.guards[index]:
+        return value._v  # its own seal comes off; a seal within it (another field's) stays
+    return value
+
+
+# --- sealing a record ----------------------------------------------------------------------------
+# Compiled per class into straight-line code: it runs once for every record created.
+
+_MODEL_SEALER = """
+def seal_record(obj):
+    stored = obj.__dict__
+    values = ({loads})
+    if IMPURE.isdisjoint(map(type, values)):
+        consent, subject, collected = {facts}
+        vault = Vault(values, SHAPE, consent, subject, collected)
+{stores}
+    else:
+        seal_slowly(obj)
+{alone}
+"""
 
 
 def sealer(layout: Layout) -> Callable[[Any], None]:
-    """A function that seals every guarded value of a record of ``layout``'s class with the
-    record's current facts (values already sealed so stay as they are)."""
-    storage = "slot" if layout.members else "dict"
+    """The function that seals a record of ``layout``'s class: its vaulted values go into one
+    vault (values already sealed are taken out of their seals first), its other guarded values
+    are sealed one by one, all with the record's current facts."""
     namespace: dict[str, Any] = {
         "__name__": __name__,
+        "IMPURE": _IMPURE,
+        "Vault": Vault,
         "Sealed": Sealed,
+        "ABSENT": ABSENT,
+        "SHAPE": layout.shape,
         "seal": seal,
+        "seal_slowly": lambda obj: _seal_slowly(layout, obj),
         "record_of_obj": layout.record,
+        "facts": facts,
+        "plain": _plain,
     }
-    lines = ["def seal_record(obj):"]
-    if storage == "dict":
-        lines.append("    stored = obj.__dict__")
-    only_subject = layout.consent is None and layout.collected is None
-    if storage == "dict" and layout.subject is not None and only_subject:
-        # the common case, inline: a record that states its subject and nothing else
-        namespace.update(new_record=tuple.__new__, Record=Record, unseal=_unseal)
-        lines += [
-            f"    subject = stored.get({layout.subject!r})",
-            "    if isinstance(subject, Sealed):",
-            "        subject = unseal(subject)",
-            "    record = None if subject is None else new_record(Record, ((), subject, None))",
-        ]
-    elif layout.has_meta:
-        lines.append("    record = record_of_obj(obj)")
-    else:
-        lines.append("    record = None")
-    for i, (name, guard) in enumerate(layout.sealing):
-        namespace[f"g{i}"] = guard
-        namespace[f"m{i}"] = layout.members.get(name)
-        lines.append(_SEAL_FIELD[storage].format(name=name, i=i))
-    if not layout.sealing:
-        lines.append("    return None")
-    exec(compile("\n".join(lines), __file__, "exec"), namespace)
+    if layout.storage != "model":
+        return lambda obj: _seal_slowly(layout, obj)
+    if not layout.vaulted and not layout.alone:
+        return lambda obj: None
+    loads = "".join(f"stored.get({n!r}, ABSENT), " for n in layout.vaulted)
+    meta = [
+        f"plain(stored.get({n!r}), {n!r})" if n is not None else "None"
+        for n in (layout.consent, layout.subject, layout.collected)
+    ]
+    fact_expr = f"facts({', '.join(meta)})" if layout.has_meta else "((), None, None)"
+    stores = (
+        "\n".join(
+            f"        if values[{i}] is not None:\n            stored[{n!r}] = vault"
+            for i, n in enumerate(layout.vaulted)
+        )
+        or "        pass"
+    )
+    alone = ""
+    if layout.alone:
+        lines = ["    record = record_of_obj(obj)"]
+        for i, (name, guard) in enumerate(layout.alone):
+            namespace[f"g{i}"] = guard
+            lines.append(
+                f"    value = stored.get({name!r})\n"
+                "    if value is not None:\n"
+                f"        stored[{name!r}] = seal(g{i}, value, record)"
+            )
+        alone = "\n".join(lines)
+    source = _MODEL_SEALER.format(loads=loads or "", facts=fact_expr, stores=stores, alone=alone)
+    if not layout.vaulted:
+        source = "def seal_record(obj):\n    stored = obj.__dict__\n" + alone + "\n"
+    exec(compile(source, __file__, "exec"), namespace)  # a fixed template
     seal_record: Callable[[Any], None] = namespace["seal_record"]
     return seal_record
 
 
-# The allow fast path of a guarded field, written once and compiled for each way a record
-# stores a value: a ContextVar read, a frozenset membership test, the record's own seal.
-_GET_TEMPLATE = """
+def _seal_slowly(layout: Layout, obj: Any) -> None:
+    """The general sealer: any mix of plain values, values sealed alone, this record's vault,
+    another record's, and fields not held."""
+    shape = layout.shape
+    if layout.storage == "model":
+        stored = obj.__dict__
+        raw = [stored.get(n, ABSENT) for n in layout.vaulted]
+    else:
+        old = layout.vault_of(obj)
+        raw = list(old.values) if old is not None else [ABSENT] * len(layout.vaulted)
+    values = tuple(vault_value(shape, i, v) for i, v in enumerate(raw))
+    record = layout.record(obj)
+    if layout.storage == "model":
+        consent, subject, collected = facts(*(_fact(layout, obj, n) for n in _meta(layout)))
+        vault = Vault(values, shape, consent, subject, collected)
+        for name, value in zip(layout.vaulted, values, strict=True):
+            if value is ABSENT:
+                continue
+            stored[name] = None if value is None else vault
+        for name, guard in layout.alone:
+            value = stored.get(name)
+            if value is not None:
+                stored[name] = seal(guard, value, record)
+    elif layout.vaulted:
+        store_vault(layout, obj, Vault.holding(values, shape))
+
+
+def _meta(layout: Layout) -> tuple[str | None, str | None, str | None]:
+    return (layout.consent, layout.subject, layout.collected)
+
+
+def _fact(layout: Layout, obj: Any, name: str | None) -> Any:
+    return layout.stored(obj, name) if name is not None else None
+
+
+def store_vault(layout: Layout, obj: Any, vault: Vault) -> None:
+    """Put ``vault`` where a dataclass record of ``layout`` keeps it (a frozen one too)."""
+    if layout.storage == "slot":
+        layout.members[layout.vaulted[0]].__set__(obj, vault)
+    else:
+        object.__setattr__(obj, VAULT_ATTRIBUTE, vault)
+
+
+# --- the allow fast path of a read ---------------------------------------------------------------
+# Written once per storage and compiled into the descriptors' ``__get__``: a ContextVar read, a
+# frozenset membership test, the record's own pure vault, a subject without restrictions.
+
+_MODEL_GET = """
 def __get__(self, obj, owner=None):
     try:
-        value = {load}
-    except (AttributeError, KeyError, TypeError):
+        value = obj.__dict__[self.name]
+    except (AttributeError, KeyError):
         return self._absent(obj)
     guard = self.guard
     if _get() in guard.allowed:
-        registry = state.registry
-        if registry is None or not registry.restricted or unrestricted_record(obj, registry):
-            if type(value) is Sealed:
-                if value._f is guard:
-                    return value._v
-            elif value is None:
-                return None
-    elif guard.binding.retention_us is not None and within_retention(guard, value, _get()):
-        return value._v  # the seal carries the record's collection time, kept current
+        if type(value) is Vault:
+            if value.pure and value.shape is self.shape:
+                subject = value.subject
+                registry = state.registry
+                if (
+                    registry is None
+                    or subject is None
+                    or not registry.restricted
+                    or (type(subject) is str and subject not in registry.restricted)
+                ):
+                    return value.values[self.index]
+        elif value is None:
+            return None
+        elif type(value) is Sealed and value._f is guard:
+            registry = state.registry
+            if registry is None or not registry.restricted or unrestricted_record(obj, registry):
+                return value._v
+    elif guard.binding.retention_us is not None and within_retention(
+        guard, value, _get(), self.index
+    ):
+        return value.values[self.index] if type(value) is Vault else value._v
     return self._slow(obj, value)
 """
 
-_LOADS = {"dict": "obj.__dict__[self.name]", "slot": "self.member.__get__(obj)"}
+_DATACLASS_GET = """
+def __get__(self, obj, owner=None):
+    try:
+        vault = {load}
+    except (AttributeError, TypeError):
+        return self._absent(obj)
+    guard = self.guard
+    if _get() in guard.allowed:
+        if type(vault) is Vault and vault.pure and vault.shape is self.shape:
+            subject = vault.subject
+            registry = state.registry
+            if (
+                registry is None
+                or subject is None
+                or not registry.restricted
+                or (type(subject) is str and subject not in registry.restricted)
+            ):
+                return vault.values[self.index]
+    elif guard.binding.retention_us is not None and within_retention(
+        guard, vault, _get(), self.index
+    ):
+        return vault.values[self.index]
+    return self._slow(obj, vault)
+"""
+
+_TEMPLATES = {
+    "model": _MODEL_GET,
+    "dict": _DATACLASS_GET.format(load=f"obj.{VAULT_ATTRIBUTE}"),
+    "slot": _DATACLASS_GET.format(load="self.store.__get__(obj)"),
+}
 
 
-def descriptor_get(storage: str) -> Callable[..., Any]:
-    """The ``__get__`` of a guarded field stored in ``storage`` (``dict`` or ``slot``)."""
+def descriptor_get(storage: Storage) -> Callable[..., Any]:
+    """The ``__get__`` of a guarded field of a record that keeps its vault in ``storage``."""
     namespace = {
         "__name__": __name__,  # the frame is purposeguard's: never a violation's ``code``
         "_get": _get,
         "state": state,
         "Sealed": Sealed,
+        "Vault": Vault,
         "unrestricted_record": unrestricted_record,
         "within_retention": within_retention,
     }
-    source = _GET_TEMPLATE.format(load=_LOADS[storage])
-    exec(compile(source, __file__, "exec"), namespace)
+    exec(compile(_TEMPLATES[storage], __file__, "exec"), namespace)  # a fixed template
     get: Callable[..., Any] = namespace["__get__"]  # type: ignore[assignment]
     return get

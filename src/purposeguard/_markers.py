@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError, core_schema
 from ._compile import Tag
 from ._ids import describe_bad_id, is_name, is_purpose_id
 from ._policy import Mode
-from ._sealed import dump_sealed
+from ._sealed import dump_sealed, field_dumper
 from ._time import parse_duration
 from .exceptions import ConfigurationError
 
@@ -82,18 +82,22 @@ class CollectedFor:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return _sealing_schema(handler(source))
+        return _sealing_schema(handler(source), handler.field_name)
 
 
-def _sealing_schema(inner: core_schema.CoreSchema) -> core_schema.CoreSchema:
+def _sealing_schema(inner: core_schema.CoreSchema, name: str | None) -> core_schema.CoreSchema:
     """``inner`` with a serializer that opens a sealed value only after the purpose check; the
-    opened value is then serialized by ``inner`` itself (its own serializer included)."""
-    return {
-        **inner,
-        "serialization": core_schema.plain_serializer_function_ser_schema(
+    opened value is then serialized by ``inner`` itself (its own serializer included). In a
+    field, the serializer gets the record too, and knows the field by ``name``."""
+    if name is None:
+        serializer = core_schema.plain_serializer_function_ser_schema(
             dump_sealed, return_schema=inner
-        ),
-    }
+        )
+    else:
+        serializer = core_schema.plain_serializer_function_ser_schema(
+            field_dumper(name), is_field_serializer=True, return_schema=inner
+        )
+    return {**inner, "serialization": serializer}
 
 
 class Redactable:
@@ -104,8 +108,9 @@ class Redactable:
     ) -> core_schema.CoreSchema:
         schema = handler(source)
         ser: Any = schema.get("serialization")
-        if ser is None or ser.get("function") is not dump_sealed:  # not a guarded field
-            return schema
+        function = ser.get("function") if ser is not None else None
+        if function is not dump_sealed and not hasattr(function, "__purposeguard_dump__"):
+            return schema  # not a guarded field
         nullable = core_schema.nullable_schema(ser["return_schema"])
         return {**schema, "serialization": {**ser, "return_schema": nullable}}
 
@@ -116,7 +121,7 @@ class PolicySealed:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return _sealing_schema(handler(source))
+        return _sealing_schema(handler(source), handler.field_name)
 
 
 class _Marker:

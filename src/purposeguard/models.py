@@ -10,6 +10,7 @@ docs/models.md.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,7 +22,7 @@ from ._dataclasses import guarded
 from ._fields import MISSING, FieldGuard, OnDenied, PickleMode, field_guard
 from ._layout import ClassBinder, Layout, check_options, collect, descriptor_get, guarded_read
 from ._markers import CollectedAt, CollectedFor, Consent, PolicySealed, Redactable, SubjectId
-from ._sealed import exclude_sealed, pending, seal
+from ._sealed import field_excluder, pending
 from ._state import register
 from .exceptions import ConfigurationError, PurposeViolation, SealedPickleError
 
@@ -42,15 +43,19 @@ __all__ = [
 
 class _ModelField:
     """The descriptor that replaces a guarded pydantic field on its class. Its ``__get__`` is
-    the allow fast path of :mod:`purposeguard._layout`, reading the model's ``__dict__``."""
+    the allow fast path of :mod:`purposeguard._layout`, reading the model's ``__dict__``, where
+    the field's key holds the record's vault (``index`` is the field's place in it, -1 for a
+    field sealed alone)."""
 
-    __slots__ = ("guard", "name")
+    __slots__ = ("guard", "index", "name", "shape")
 
-    def __init__(self, name: str, guard: FieldGuard) -> None:
+    def __init__(self, name: str, guard: FieldGuard, layout: Layout) -> None:
         self.name = name
         self.guard = guard
+        self.shape = layout.shape
+        self.index = layout.shape.index.get(name, -1)
 
-    __get__ = descriptor_get("dict")
+    __get__ = descriptor_get("model")
 
     def _absent(self, obj: Any) -> Any:
         if obj is None:
@@ -61,8 +66,8 @@ class _ModelField:
         return guarded_read(obj, self.guard, value, "attribute")
 
     def __set__(self, obj: Any, value: Any) -> None:  # object.__setattr__ lands here
-        layout: Layout = type(obj).__purposeguard_layout__
-        obj.__dict__[self.name] = seal(self.guard, value, layout.record(obj))
+        obj.__dict__[self.name] = value
+        _seal_model(obj)
 
 
 def _seal_model(obj: Any) -> None:
@@ -184,6 +189,8 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
         cls.purposeguard_on_denied,
         cls.purposeguard_pickle,
     )
+    vaulted = tuple(n for n, g in layout.guards.items() if g.default is MISSING)
+    layout = replace(layout, vaulted=vaulted, pickle=cls.purposeguard_pickle)
     rebuild = False
     for name in layout.policy_only:
         if not any(isinstance(m, PolicySealed) for m in infos[name].metadata):
@@ -191,7 +198,7 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
             rebuild = True
     if cls.purposeguard_on_denied == "omit":
         for name in layout.guards:
-            infos[name].exclude_if = exclude_sealed
+            infos[name].exclude_if = field_excluder(name)
             rebuild = True
     elif cls.purposeguard_on_denied == "redact":
         for name in layout.guards:
@@ -201,7 +208,7 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
     if rebuild:
         cls.model_rebuild(force=True)
     for name, guard in layout.guards.items():
-        type.__setattr__(cls, name, _ModelField(name, guard))
+        type.__setattr__(cls, name, _ModelField(name, guard, layout))
     binder = ClassBinder(path, infos, layout.guards)
     register(binder)
     type.__setattr__(cls, "__purposeguard_fields__", layout.tags)
