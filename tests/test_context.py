@@ -134,6 +134,26 @@ def test_with_inside_generator_never_leaks_to_the_caller() -> None:
     assert pg.current_purpose() is None
 
 
+def test_with_inside_generator_is_scoped_after_plain_callers_entered_purposes() -> None:
+    # purpose.__enter__ remembers the last caller found not to be a generator: a generator
+    # entering a purpose right after it, again and again, must still get a scoped value
+    def plain() -> str | None:
+        with pg.purpose("inquiry"):
+            return pg.current_purpose()
+
+    def gen() -> Iterator[str | None]:
+        with pg.purpose("marketing"):
+            yield pg.current_purpose()
+
+    for _ in range(3):
+        assert plain() == "inquiry"
+        for _ in range(2):  # the same generator twice in a row, then a plain caller again
+            g = gen()
+            assert next(g) == "marketing"
+            assert pg.current_purpose() is None
+            g.close()
+
+
 async def test_async_generator_decorator_and_with_inside() -> None:
     @pg.purpose("recruitment")
     async def agen() -> AsyncIterator[str | None]:

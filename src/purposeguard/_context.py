@@ -9,7 +9,7 @@ import inspect
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from ._ids import describe_bad_id, is_purpose_id
@@ -54,6 +54,7 @@ _current: contextvars.ContextVar[object] = contextvars.ContextVar(
 _set = _current.set
 _reset = _current.reset
 _getframe = sys._getframe
+_last_plain_code: CodeType | None = None  # see purpose.__enter__
 
 
 def resolve(value: object) -> str | None:
@@ -127,15 +128,20 @@ class purpose:
         return token
 
     def __enter__(self) -> str:
-        caller = _getframe(1)
-        value: object = self._name
-        if caller.f_code.co_flags & _GENERATOR_FLAGS:
-            value = _Scoped(self._name, caller, _current.get())
-        token = _set(value)
+        # Only a generator's frame needs a _Scoped value; the code object of the last caller
+        # found not to be one is remembered, so a call site that enters a purpose on every
+        # request reads one attribute of its frame, not two, and tests no flags.
+        global _last_plain_code
+        code = _getframe(1).f_code
+        if code is not _last_plain_code:
+            if code.co_flags & _GENERATOR_FLAGS:
+                self._push(_set(_Scoped(self._name, _getframe(1), _current.get())))
+                return self._name
+            _last_plain_code = code
         if self._token is None:  # the common case, inline: no re-entry
-            self._token = token
+            self._token = _set(self._name)
         else:
-            self._push(token)
+            self._push(_set(self._name))
         return self._name
 
     def __exit__(
