@@ -29,18 +29,21 @@ from typing import Any, TypeVar, overload
 from ._fields import MISSING, FieldGuard, PickleMode
 from ._frames import caller, channel_of
 from ._layout import (
+    VAULT_ATTRIBUTE,
     ClassBinder,
     Layout,
     check_options,
     collect,
     descriptor_get,
+    facts_source,
     guarded_read,
     layout_of,
     metadata_of,
+    plain_value,
     store_vault,
     vault_value,
 )
-from ._sealed import ABSENT, Sealed, Vault
+from ._sealed import ABSENT, Sealed, Vault, facts
 from ._state import register
 from .exceptions import ConfigurationError
 
@@ -290,12 +293,14 @@ def _compiled_init(
     frozen = cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
     namespace: dict[str, Any] = {
         "__name__": f"{__name__}.init",
+        "Vault": Vault,
         "holding": Vault.holding,
+        "facts": facts,
+        "plain": plain_value,
         "SHAPE": layout.shape,
         "IMPURE": frozenset({Sealed, Vault, type(ABSENT)}),
         "FACTORY": ABSENT,
         "vault_value": vault_value,
-        "store_vault": functools.partial(store_vault, layout),
         "set": object.__setattr__,
         "check_collected_at": functools.partial(_check_collected_at, layout=layout),
     }
@@ -317,11 +322,21 @@ def _compiled_init(
             f"    set(self, {f.name!r}, {f.name})" if frozen else f"    self.{f.name} = {f.name}"
         )
     values = "".join(f"{n}, " for n in layout.vaulted)
+    if layout.storage == "slot":
+        namespace["VAULT_SLOT"] = layout.members[layout.vaulted[0]]
+        store = "    VAULT_SLOT.__set__(self, vault)"
+    elif frozen:
+        store = f"    set(self, {VAULT_ATTRIBUTE!r}, vault)"
+    else:
+        store = f"    self.{VAULT_ATTRIBUTE} = vault"
     body += [
         f"    values = ({values})",
-        "    if not IMPURE.isdisjoint(map(type, values)):",
+        "    if IMPURE.isdisjoint(map(type, values)):",
+        f"        vault = Vault(values, SHAPE, *{facts_source(layout, lambda n: n)}, True)",
+        "    else:",
         "        values = tuple(vault_value(SHAPE, i, v) for i, v in enumerate(values))",
-        "    store_vault(self, holding(values, SHAPE))",
+        "        vault = holding(values, SHAPE)",
+        store,
     ]
     if layout.collected is not None:
         body.append("    check_collected_at(self)")

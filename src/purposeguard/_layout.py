@@ -32,6 +32,7 @@ from ._sealed import (
     Sealed,
     Shape,
     Vault,
+    already_sealed,
     facts,
     open_sealed,
     register_for_unpickling,
@@ -49,9 +50,11 @@ __all__ = [
     "check_options",
     "collect",
     "descriptor_get",
+    "facts_source",
     "guarded_read",
     "layout_of",
     "metadata_of",
+    "plain_value",
 ]
 
 _get = _current.get
@@ -95,7 +98,7 @@ class Layout:
     #: whether a dump reads the record's fields through its attributes (a dataclass)
     reads_through_attributes: bool = field(init=False)
     #: puts every guarded value of a record into a vault (see :func:`sealer`)
-    seal: Callable[[Any], None] = field(init=False, repr=False)
+    seal: Callable[..., None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         names = (self.consent, self.subject, self.collected)
@@ -141,7 +144,7 @@ class Layout:
             value = getattr(obj, name, None)
         else:
             value = obj.__dict__.get(name)
-        return _plain(value, name)
+        return plain_value(value, name)
 
     def record(self, obj: Any) -> Record | None:
         """The facts ``obj`` states about itself: consent, subject, collection time."""
@@ -160,7 +163,7 @@ class Layout:
         return name in self.guards or name in (self.consent, self.subject, self.collected)
 
 
-def _plain(value: Any, name: str) -> Any:
+def plain_value(value: Any, name: str) -> Any:
     """A stored value without its seal (a vault's value for ``name``), not checked."""
     if type(value) is Vault:
         index = value.shape.index.get(name)
@@ -351,23 +354,41 @@ def vault_value(shape: Shape, index: int, value: Any) -> Any:
 # Compiled per class into straight-line code: it runs once for every record created.
 
 _MODEL_SEALER = """
-def seal_record(obj):
+def seal_record(obj, force=False):
     stored = obj.__dict__
     values = ({loads})
     if IMPURE.isdisjoint(map(type, values)):
         consent, subject, collected = {facts}
-        vault = Vault(values, SHAPE, consent, subject, collected)
+        vault = Vault(values, SHAPE, consent, subject, collected, True)
+        if None in values:
 {stores}
-    else:
+        else:
+            stored.update(dict.fromkeys(KEYS, vault))
+    elif force or not already_sealed(values, SHAPE):
         seal_slowly(obj)
 {alone}
 """
 
 
-def sealer(layout: Layout) -> Callable[[Any], None]:
+def facts_source(layout: Layout, value_of: Callable[[str], str]) -> str:
+    """Python source for the facts a record of ``layout`` states, as a vault holds them
+    (``consent, subject, collected_at``); ``value_of(name)`` is the source of a field's stored
+    value. A subject alone, the common case, is inlined."""
+    names = (layout.consent, layout.subject, layout.collected)
+    if not layout.has_meta:
+        return "((), None, None)"
+    sources = ["None" if n is None else f"plain({value_of(n)}, {n!r})" for n in names]
+    if layout.consent is None and layout.collected is None:
+        subject = value_of(layout.subject)  # type: ignore[arg-type]
+        return f"((), ({subject} if type({subject}) not in IMPURE else {sources[1]}), None)"
+    return f"facts({', '.join(sources)})"
+
+
+def sealer(layout: Layout) -> Callable[..., None]:
     """The function that seals a record of ``layout``'s class: its vaulted values go into one
     vault (values already sealed are taken out of their seals first), its other guarded values
-    are sealed one by one, all with the record's current facts."""
+    are sealed one by one, all with the record's current facts. ``force`` seals again even when
+    the record already holds its vault (a fact of it changed)."""
     namespace: dict[str, Any] = {
         "__name__": __name__,
         "IMPURE": _IMPURE,
@@ -375,28 +396,23 @@ def sealer(layout: Layout) -> Callable[[Any], None]:
         "Sealed": Sealed,
         "ABSENT": ABSENT,
         "SHAPE": layout.shape,
+        "KEYS": layout.vaulted,
         "seal": seal,
         "seal_slowly": lambda obj: _seal_slowly(layout, obj),
+        "already_sealed": already_sealed,
         "record_of_obj": layout.record,
         "facts": facts,
-        "plain": _plain,
+        "plain": plain_value,
     }
     if layout.storage != "model":
-        return lambda obj: _seal_slowly(layout, obj)
+        return lambda obj, force=False: _seal_slowly(layout, obj)
     if not layout.vaulted and not layout.alone:
-        return lambda obj: None
+        return lambda obj, force=False: None
     loads = "".join(f"stored.get({n!r}, ABSENT), " for n in layout.vaulted)
-    meta = [
-        f"plain(stored.get({n!r}), {n!r})" if n is not None else "None"
-        for n in (layout.consent, layout.subject, layout.collected)
-    ]
-    fact_expr = f"facts({', '.join(meta)})" if layout.has_meta else "((), None, None)"
-    stores = (
-        "\n".join(
-            f"        if values[{i}] is not None:\n            stored[{n!r}] = vault"
-            for i, n in enumerate(layout.vaulted)
-        )
-        or "        pass"
+    fact_expr = facts_source(layout, lambda n: f"stored.get({n!r})")
+    stores = "\n".join(
+        f"            if values[{i}] is not None:\n                stored[{n!r}] = vault"
+        for i, n in enumerate(layout.vaulted)
     )
     alone = ""
     if layout.alone:
@@ -409,11 +425,12 @@ def sealer(layout: Layout) -> Callable[[Any], None]:
                 f"        stored[{name!r}] = seal(g{i}, value, record)"
             )
         alone = "\n".join(lines)
-    source = _MODEL_SEALER.format(loads=loads or "", facts=fact_expr, stores=stores, alone=alone)
-    if not layout.vaulted:
-        source = "def seal_record(obj):\n    stored = obj.__dict__\n" + alone + "\n"
+    if layout.vaulted:
+        source = _MODEL_SEALER.format(loads=loads, facts=fact_expr, stores=stores, alone=alone)
+    else:
+        source = "def seal_record(obj, force=False):\n    stored = obj.__dict__\n" + alone + "\n"
     exec(compile(source, __file__, "exec"), namespace)  # a fixed template
-    seal_record: Callable[[Any], None] = namespace["seal_record"]
+    seal_record: Callable[..., None] = namespace["seal_record"]
     return seal_record
 
 

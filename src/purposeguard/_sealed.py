@@ -32,6 +32,7 @@ from .exceptions import PurposeGuardError, PurposeViolation, SealedPickleError
 
 __all__ = [
     "ABSENT",
+    "already_sealed",
     "Sealed",
     "Shape",
     "Vault",
@@ -262,6 +263,22 @@ def facts(consent: Any, subject: Any, collected: Any) -> tuple[tuple[str, ...], 
     return ((), None, None) if record is None else tuple(record)  # type: ignore[return-value]
 
 
+def already_sealed(values: tuple[Any, ...], shape: Shape) -> bool:
+    """Whether the values a record stores under its vaulted keys are its vault already (None
+    where the vault holds None): nothing to seal."""
+    vault: Vault | None = None
+    for value in values:
+        if value is None:
+            continue
+        if type(value) is not Vault or value.shape is not shape or (vault and value is not vault):
+            return False
+        vault = value
+    return vault is not None and all(
+        v is vault or (v is None and held is None)
+        for v, held in zip(values, vault.values, strict=False)
+    )
+
+
 def _plain_value(value: Any) -> Any:
     while isinstance(value, Sealed):
         value = value._v
@@ -284,13 +301,14 @@ class Vault:
         consent: tuple[str, ...] = (),
         subject: object = None,
         collected_at: int | None = None,
+        pure: bool | None = None,
     ) -> None:
         self.values = values
         self.shape = shape
         self.consent = consent
         self.subject = subject
         self.collected_at = collected_at
-        self.pure = _IMPURE.isdisjoint(map(type, values))
+        self.pure = _IMPURE.isdisjoint(map(type, values)) if pure is None else pure
 
     @property
     def record(self) -> Record | None:

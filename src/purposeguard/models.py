@@ -9,12 +9,13 @@ docs/models.md.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, PydanticUndefined
 
 from ._compile import Tag
@@ -67,12 +68,13 @@ class _ModelField:
 
     def __set__(self, obj: Any, value: Any) -> None:  # object.__setattr__ lands here
         obj.__dict__[self.name] = value
-        _seal_model(obj)
+        _seal_model(obj, force=True)
 
 
-def _seal_model(obj: Any) -> None:
-    """Seal every guarded value of ``obj`` with its record's facts (run after validation)."""
-    type(obj).__purposeguard_layout__.seal(obj)
+def _seal_model(obj: Any, force: bool = False) -> None:
+    """Seal every guarded value of ``obj`` with its record's facts (``force``: again, even if
+    it holds its vault already)."""
+    type(obj).__purposeguard_layout__.seal(obj, force)
 
 
 class GuardedModel(BaseModel):
@@ -103,27 +105,22 @@ class GuardedModel(BaseModel):
         if "__purposeguard_base__" not in cls.__dict__:  # GuardedModel itself has no fields
             _instrument_model(cls)
 
-    @model_validator(mode="after")
-    def _purposeguard_seal(self) -> GuardedModel:
+    def model_post_init(self, context: Any, /) -> None:
+        """Seal the new record's guarded values. pydantic calls it after validating a new
+        record (``__init__``, ``model_validate*``, ``model_construct``), never for a record it
+        passes through as it is. A subclass's own ``model_post_init`` runs after it."""
         _seal_model(self)
-        return self
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         if type(self).__purposeguard_layout__.reseals_on(name):
-            _seal_model(self)
+            _seal_model(self, force=True)
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
         guards = type(self).__purposeguard_layout__.guards
         for name, value in super().__iter__():
             guard = guards.get(name)
             yield name, (value if guard is None else guarded_read(self, guard, value, "iter"))
-
-    @classmethod
-    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Any:
-        model = super().model_construct(_fields_set, **values)
-        _seal_model(model)
-        return model
 
     if not TYPE_CHECKING:
         # Defined for the interpreter only, so that type checkers and IDEs keep pydantic's own
@@ -145,7 +142,7 @@ class GuardedModel(BaseModel):
         def model_copy(self, *, update=None, deep=False):
             copied = super().model_copy(update=update, deep=deep)
             if update:
-                _seal_model(copied)
+                _seal_model(copied, force=True)
             return copied
 
         model_dump.__doc__ = BaseModel.model_dump.__doc__
@@ -209,11 +206,27 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
         cls.model_rebuild(force=True)
     for name, guard in layout.guards.items():
         type.__setattr__(cls, name, _ModelField(name, guard, layout))
+    own = cls.__dict__.get("model_post_init")
+    if own is not None and not getattr(own, "__purposeguard_seals__", False):
+        type.__setattr__(cls, "model_post_init", _sealing_first(own))
     binder = ClassBinder(path, infos, layout.guards)
     register(binder)
     type.__setattr__(cls, "__purposeguard_fields__", layout.tags)
     type.__setattr__(cls, "__purposeguard_layout__", layout)
     type.__setattr__(cls, "__purposeguard_binder__", binder)
+
+
+def _sealing_first(post_init: Any) -> Any:
+    """A model's own ``model_post_init``, run once the record is sealed (its reads are checked
+    like any other)."""
+
+    @functools.wraps(post_init)
+    def model_post_init(self: Any, context: Any, /) -> None:
+        _seal_model(self)
+        post_init(self, context)
+
+    model_post_init.__purposeguard_seals__ = True  # type: ignore[attr-defined]
+    return model_post_init
 
 
 def purposes_of(cls: type, name: str) -> frozenset[str]:
