@@ -2,9 +2,10 @@
 subject states, every channel agrees with the reference decision (``_decide.decide_use``).
 
 Channels: attribute reads of a pydantic model and of a dataclass, ``model_dump`` and
-``model_dump_json``, ``dataclasses.asdict``, the dataclass's ``==``, monitor-mode reads (the
-recorded reason), ``pg.check(field=)``, ``pg.check_subject(field=)``, ``pg.purposes_of`` and the
-purpose notice's ``usable_for``.
+``model_dump_json``, ``dataclasses.asdict``, the dataclass's ``==``, a comparison with (and a
+hash of) the storage that holds the values, monitor-mode reads (the recorded reason),
+``pg.check(field=)``, ``pg.check_subject(field=)``, ``pg.purposes_of`` and the purpose notice's
+``usable_for``.
 """
 
 from __future__ import annotations
@@ -196,6 +197,10 @@ def test_every_channel_agrees_with_the_reference_decision(s: dict[str, Any]) -> 
                 "dataclass attribute": outcome(lambda: data.email),
                 "asdict": outcome(lambda: dataclasses.asdict(data)),
                 "dataclass ==": outcome(lambda: data == twin),
+                # the storage itself, compared with a guess: checked with the record's facts
+                "model storage ==": outcome(lambda: vars(record)["email"] == VALUE),
+                "dataclass storage ==": outcome(lambda: vars(data)["__purposeguard__"] == VALUE),
+                "model storage hash": outcome(lambda: hash(vars(record)["email"])),
             }
         assert channels == dict.fromkeys(channels, with_record), s
 
