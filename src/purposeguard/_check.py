@@ -10,6 +10,7 @@ dict lookup whatever the number of distinct purposes asked about.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from . import _time
 from ._compile import CompiledPolicy, PerGeneration, Tag, compile_policy
 from ._decide import Decision, Rule
-from ._fields import FieldGuard, Record, decide, field_guard, question
+from ._fields import FieldBinding, FieldGuard, Record, decide, field_guard, question
 from ._guard import Guard, field_ref
 from ._policy import Policy
 from ._state import state
@@ -35,17 +36,23 @@ class _Answers:
     """``check``'s answers under one compiled policy: ``plain[collected_for][purpose]`` for the
     common question, ``other[(purpose, collected_for, prohibited, field)]`` for the rest."""
 
-    __slots__ = ("compiled", "other", "plain", "size")
+    __slots__ = ("compiled", "last", "other", "plain", "questions", "size")
 
     def __init__(self, compiled: CompiledPolicy | None) -> None:
         self.compiled = compiled
         self.plain: dict[Any, dict[Any, Decision]] = {}
+        #: the ``collected_for`` object asked about last and its answers: a call site passes the
+        #: same tuple every time, and a long one then is not hashed again
+        self.last: tuple[object, dict[Any, Decision]] = (None, {})
         self.other: dict[_Key, Decision] = {}
+        #: check_subject's questions, bound: key → (guard, binding, answers without a subject)
+        self.questions: dict[_Key, tuple[FieldGuard, FieldBinding, dict[Any, Decision]]] = {}
         self.size = 0
 
     def add(self, key: _Key, plain: bool, decision: Decision) -> None:
         if self.size >= ANSWER_LIMIT:
-            self.plain, self.other, self.size = {}, {}, 0
+            self.plain, self.other, self.questions, self.size = {}, {}, {}, 0
+            self.last = (None, {})
         purpose, collected_for = key[0], key[1]
         try:
             if plain:
@@ -107,8 +114,14 @@ def check(
     if policy is None and field is None and not prohibited:  # the common question, cached flat
         answers = _current
         if answers.compiled is state.compiled:
+            last = answers.last
             try:
-                return answers.plain[collected_for][purpose]
+                if last[0] is collected_for:
+                    return last[1][purpose]
+                table = answers.plain[collected_for]
+                if type(collected_for) is tuple:
+                    answers.last = (collected_for, table)
+                return table[purpose]
             except (KeyError, TypeError):
                 pass
     return _answer(purpose, collected_for, prohibited, field, policy)
@@ -191,9 +204,78 @@ def check_subject(
     ``expired``. Never raises a violation and records nothing."""
     if retention is not None and collected_at is None:
         raise ConfigurationError("retention= needs collected_at=, the time of collection")
-    compiled = _compiled(policy)
+    compiled = state.compiled if policy is None else _compiled(policy)
+    answers = _current if policy is None else None
+    found: Any = None
+    if answers is not None and answers.compiled is compiled:
+        try:  # the same question asked again: one lookup
+            found = answers.questions.get((collected_for, prohibited, field, category, retention))
+        except TypeError:
+            found = None
+    if found is None:
+        found = _bound_question(compiled, collected_for, prohibited, field, category, retention)
+        if isinstance(found, Rule):
+            return _decision(found, purpose, compiled)
+    guard: FieldGuard
+    binding: FieldBinding
+    plain: dict[Any, Decision]
+    guard, binding, plain = found
+    try:
+        base = plain.get(purpose)
+    except TypeError:  # an unhashable purpose
+        base = None
+    if base is None:
+        rule, _ = decide(guard, binding, purpose, None, None, None)
+        base = _decision(rule, purpose, compiled)
+        if len(plain) < _QUESTION_ANSWERS:
+            with contextlib.suppress(TypeError):
+                plain[purpose] = base
+    registry = state.registry
+    if (
+        base.allowed
+        and (collected_at is None or binding.retention_us is None)
+        and (registry is None or subject is None or subject not in registry.restricted)
+    ):
+        return base  # nothing about the subject or the time to look up: the question's answer
+    if not base.allowed and base.reason != "not_allowed":
+        return base  # no consent or subject can widen it
+    at = _time.epoch_us(collected_at)
+    record = Record((), subject, at)
+    now = _time.now_us() if at is not None else None
+    rule, _ = decide(guard, binding, purpose, record, registry, now)
+    return _decision(rule, purpose, compiled)
+
+
+_QUESTION_ANSWERS = 4096
+
+
+def _decision(rule: Rule, purpose: object, compiled: CompiledPolicy | None) -> Decision:
+    return Decision.of(
+        rule, purpose, compiled.id if compiled else None, compiled.version if compiled else None
+    )
+
+
+def _bound_question(
+    compiled: CompiledPolicy | None,
+    collected_for: Sequence[str],
+    prohibited: Sequence[str],
+    field: tuple[Any, str] | None,
+    category: str | None,
+    retention: timedelta | None,
+) -> Rule | tuple[FieldGuard, FieldBinding, dict[Any, Decision]]:
+    """check_subject's question bound to ``compiled`` (cached with the policy's answers), or the
+    rule that ends it there (an unknown category, a malformed tag)."""
+    answers = _answers_for(compiled)
+    try:
+        asked: _Key = (collected_for, prohibited, field, category, retention)
+        key: _Key = (_frozen(collected_for), _frozen(prohibited), field, category, retention)
+        hit = answers.questions.get(key)
+    except TypeError:
+        asked, key, hit = (), (), None
+    if hit is not None:
+        return hit
     if category is not None and compiled is not None and category not in compiled.policy.categories:
-        return Decision.of(Rule("unknown_category"), purpose, compiled.id, compiled.version)
+        return Rule("unknown_category")
     try:
         extra = Tag.of(collected_for, prohibited) if collected_for or prohibited else None
         if field is not None:
@@ -202,14 +284,14 @@ def check_subject(
             tag = extra or Tag(())
             guard = question("check_subject", tag, category=category, retention=retention)
         binding = guard.bind(compiled, definition=False)
-        record = Record((), subject, _time.epoch_us(collected_at))
-        now = _time.now_us() if collected_at is not None else None
-        rule, _ = decide(guard, binding, purpose, record, state.registry, now)
     except (PolicyError, ConfigurationError):
-        rule = Rule("invalid_tag")
-    return Decision.of(
-        rule, purpose, compiled.id if compiled else None, compiled.version if compiled else None
-    )
+        return Rule("invalid_tag")
+    bound: tuple[FieldGuard, FieldBinding, dict[Any, Decision]] = (guard, binding, {})
+    if key and compiled is not None and len(answers.questions) < _QUESTION_ANSWERS:
+        answers.questions[key] = bound
+        with contextlib.suppress(TypeError):
+            answers.questions[asked] = bound  # as asked (a list's tuple), found in one lookup
+    return bound
 
 
 _WHY = {
