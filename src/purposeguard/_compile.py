@@ -69,17 +69,10 @@ class CompiledPolicy:
     #: strict category → its closed purpose list with descendants (consent never widens it)
     strict: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
 
-    @property
-    def id(self) -> str:
-        return self.policy.id
-
-    @property
-    def version(self) -> str:
-        return self.policy.version
-
-    @property
-    def default_mode(self) -> Mode:
-        return self.policy.mode
+    #: the policy's id, version and default mode (copied out: every violation reads them)
+    id: str = ""
+    version: str = ""
+    default_mode: Mode = "enforce"
 
     def allowed_set(self, tag: Tag) -> frozenset[str]:
         """Every declared purpose under which data with ``tag`` may be used."""
@@ -149,6 +142,9 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
             {path: t.category for path, t in policy.fields.items() if t.category is not None}
         ),
         strict=MappingProxyType(strict),
+        id=policy.id,
+        version=policy.version,
+        default_mode=policy.mode,
     )
 
 

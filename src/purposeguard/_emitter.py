@@ -41,6 +41,9 @@ _decisions = _meter.create_counter(
 )
 _DENY_ATTRIBUTES = {m: {"decision": "deny", "mode": m} for m in ("enforce", "monitor")}
 _WARNINGS = frozenset({VIOLATION, SUMMARY, DROPPED})
+_current_span = trace.get_current_span
+_monotonic = time.monotonic
+_NOTHING: list[Event] = []  # no window closed: never appended to
 
 #: A failing sink is logged at most once per kind in this many seconds (the rest are counted).
 SINK_FAILURE_INTERVAL = 60.0
@@ -106,13 +109,24 @@ class Emitter:
     def violation(self, key: tuple[Any, ...], mode: str, facts: tuple[Any, ...]) -> None:
         """Record a violation. ``key`` identifies identical violations (field, accessor, purpose,
         reason, code location); ``facts`` are the fields of a :class:`ViolationEvent` from
-        ``mode`` to ``code``. The event is not built for a storm-suppressed violation that no
-        capture or recording span needs."""
+        ``mode`` to ``code``."""
+        counted = self.count_violation(key, mode)
+        if counted is not None:
+            self.emit_violation(counted, facts)
+
+    def count_violation(self, key: tuple[Any, ...], mode: str) -> tuple[Any, ...] | None:
+        """The first half of :meth:`violation`: count it (the counter, the storm window), and
+        return None when that is all (a storm-suppressed violation that no capture or recording
+        span needs: its event is never built), else what :meth:`emit_violation` takes."""
         _decisions.add(1, _DENY_ATTRIBUTES.get(mode) or {"decision": "deny", "mode": mode})
-        span = trace.get_current_span()
+        span = _current_span()
         recording = span.is_recording()
         with self._lock:
-            out = self._roll_window(False)
+            out = (
+                self._roll_window(True)
+                if _monotonic() - self._window_start >= state.storm_window
+                else _NOTHING
+            )
             entry = self._storm.get(key)
             if entry is None:
                 entry = self._storm[key] = [0, 0, None]
@@ -123,7 +137,12 @@ class Emitter:
         if suppressed and not recording and not self._captures:
             if out and self.sinks:
                 self._to_sinks(out)
-            return
+            return None
+        return (span, recording, suppressed, entry, [] if out is _NOTHING else out)
+
+    def emit_violation(self, counted: tuple[Any, ...], facts: tuple[Any, ...]) -> None:
+        """The second half of :meth:`violation`: build the event from ``facts`` and deliver it."""
+        span, recording, suppressed, entry, out = counted
         ctx = span.get_span_context()
         ids: tuple[str | None, str | None] = (None, None)
         if ctx.is_valid:

@@ -85,7 +85,11 @@ def _kind(frame: FrameType) -> int:
         name = parent
 
 
-def caller_location() -> str | None:
+#: ``file:line`` texts already made, per (code object, line): a location is formatted once
+_located: dict[tuple[int, int], str] = {}
+
+
+def caller_location(skip: int = 0) -> str | None:
     """``file:line`` of the innermost application frame on the caller's stack, or ``None`` if a
     runner (or the bottom of the stack) comes first: a read made by the framework alone, such as
     a response model FastAPI serializes after the handler returned, names no line, whether the
@@ -94,8 +98,13 @@ def caller_location() -> str | None:
     Runs on every violation: once a code object has been seen, its frame costs one dict lookup
     (the kind is cached per code object, for up to 10,000 of them; a code object run with another
     module's globals, which only ``exec`` does, keeps the kind it was first seen with).
+    ``skip`` frames above the caller's are passed over unread: the caller knows they are
+    purposeguard's own (reading a frame's code makes CPython build its frame object).
     """
-    frame: FrameType | None = sys._getframe(1)
+    try:
+        frame: FrameType | None = sys._getframe(1 + skip)
+    except ValueError:  # pragma: no cover - fewer frames than skipped
+        return None
     cache = _kind_of_code
     while frame is not None:
         code = frame.f_code
@@ -106,7 +115,15 @@ def caller_location() -> str | None:
                 _pinned.append(code)
                 cache[id(code)] = kind
         if kind:
-            return f"{code.co_filename}:{frame.f_lineno}" if kind == _APPLICATION else None
+            if kind != _APPLICATION:
+                return None
+            where = (id(code), frame.f_lineno)
+            text = _located.get(where)
+            if text is None:
+                text = f"{code.co_filename}:{frame.f_lineno}"
+                if len(_located) < _CACHE_LIMIT:  # its code is pinned above: the id stays its own
+                    _located[where] = text
+            return text
         frame = frame.f_back
     return None
 

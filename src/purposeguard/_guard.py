@@ -84,13 +84,24 @@ class Guard:
     ``field`` and ``accessor`` are what its violation events name (one of them is None).
     """
 
-    __slots__ = ("__weakref__", "allowed", "binding", "denials", "name", "sources")
+    __slots__ = (
+        "__weakref__",
+        "accessor",
+        "allowed",
+        "binding",
+        "denials",
+        "field",
+        "name",
+        "sources",
+    )
 
     #: what a violation of this guard names: ``field`` (a dotted path) or ``accessor``
     names_field: ClassVar[bool] = False
 
     def __init__(self, name: str, sources: Sequence[Tag | FieldRef]) -> None:
         self.name = name
+        self.field: str | None = name if self.names_field else None
+        self.accessor: str | None = None if self.names_field else name
         self.sources = tuple(sources)
         for source in self.sources:
             tag = source if isinstance(source, Tag) else source.tag
@@ -105,14 +116,6 @@ class Guard:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
-
-    @property
-    def field(self) -> str | None:
-        return self.name if self.names_field else None
-
-    @property
-    def accessor(self) -> str | None:
-        return None if self.names_field else self.name
 
     def tags(self, compiled: CompiledPolicy | None) -> tuple[Tag, ...]:
         """The tags in force under ``compiled``: each source's own, and for a field the
@@ -196,7 +199,7 @@ class Guard:
                 cache[purpose] = (rule, tag)
         else:
             rule, tag = denial
-        violate(self, purpose, rule, tag, channel, subject, binding=binding)
+        violate(self, purpose, rule, tag, channel, subject, None, binding)
 
 
 def violate(
@@ -206,28 +209,29 @@ def violate(
     tag: Tag | None,
     channel: str,
     subject: str | None = None,
-    *,
     mode: Mode | None = None,
     binding: Binding | None = None,
 ) -> None:
-    """Record a violation of ``guard`` and raise it in enforce mode."""
+    """Record a violation of ``guard`` and raise it in enforce mode. ``mode`` overrides the
+    guard's (provision decides its own); ``binding`` is the one the rule was decided under."""
     compiled = (guard.binding if binding is None else binding).compiled
     if mode is None:
         mode = mode_for(purpose, tag.mode if tag else None)
     allowed = tag.collected_for if tag else ()
     prohibited = tag.prohibited if tag else ()
     field, accessor_name = guard.field, guard.accessor
-    code = caller_location()
+    code = caller_location(1)  # violate's own caller is purposeguard's, always
     policy_id = compiled.id if compiled else None
     policy_version = compiled.version if compiled else None
-    emitter.violation(
-        (field, accessor_name, purpose, rule.kind, code),
-        mode,
-        (
-            mode, rule.kind, purpose, allowed, prohibited, field, accessor_name, channel,
-            policy_id, policy_version, subject, state.service, code,
-        ),
-    )  # fmt: skip
+    counted = emitter.count_violation((field, accessor_name, purpose, rule.kind, code), mode)
+    if counted is not None:  # not a storm nobody is reading: the event is built
+        emitter.emit_violation(
+            counted,
+            (
+                mode, rule.kind, purpose, allowed, prohibited, field, accessor_name, channel,
+                policy_id, policy_version, subject, state.service, code,
+            ),
+        )  # fmt: skip
     if mode == "enforce":
         raise PurposeViolation(
             purpose=purpose,
