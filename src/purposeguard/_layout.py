@@ -17,6 +17,7 @@ field's slot (``slot``).
 
 from __future__ import annotations
 
+import operator
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -354,18 +355,20 @@ def vault_value(shape: Shape, index: int, value: Any) -> Any:
 # Compiled per class into straight-line code: it runs once for every record created.
 
 _MODEL_SEALER = """
-def seal_record(obj, force=False):
+def seal_record(obj, context=None, force=False):
     stored = obj.__dict__
-    values = ({loads})
-    if IMPURE.isdisjoint(map(type, values)):
-        consent, subject, collected = {facts}
-        vault = Vault(values, SHAPE, consent, subject, collected, True)
-        if None in values:
-{stores}
-        else:
-            stored.update(dict.fromkeys(KEYS, vault))
-    elif force or not already_sealed(values, SHAPE):
+    try:
+        {names}, = get_values(stored)
+    except KeyError:  # a field not set (model_construct without it)
         seal_slowly(obj)
+    else:
+        if {plain}:
+            consent, subject, collected = {facts}
+            vault = Vault(({names},), SHAPE, consent, subject, collected, True)
+            {stores} = vault
+{nones}
+        elif force or not already_sealed(({names},), SHAPE):
+            seal_slowly(obj)
 {alone}
 """
 
@@ -405,13 +408,17 @@ def sealer(layout: Layout) -> Callable[..., None]:
         "plain": plain_value,
     }
     if layout.storage != "model":
-        return lambda obj, force=False: _seal_slowly(layout, obj)
+        return lambda obj, context=None, force=False: _seal_slowly(layout, obj)
     if not layout.vaulted and not layout.alone:
-        return lambda obj, force=False: None
-    loads = "".join(f"stored.get({n!r}, ABSENT), " for n in layout.vaulted)
+        return lambda obj, context=None, force=False: None
+    if layout.vaulted:
+        namespace["get_values"] = _values_getter(layout.vaulted)
     fact_expr = facts_source(layout, lambda n: f"stored.get({n!r})")
-    stores = "\n".join(
-        f"            if values[{i}] is not None:\n                stored[{n!r}] = vault"
+    names = ", ".join(f"v{i}" for i in range(len(layout.vaulted)))
+    plain = " and ".join(f"type(v{i}) not in IMPURE" for i in range(len(layout.vaulted)))
+    stores = " = ".join(f"stored[{n!r}]" for n in layout.vaulted)
+    nones = "\n".join(  # None stays None (pydantic's exclude_none must see it)
+        f"            if v{i} is None:\n                stored[{n!r}] = None"
         for i, n in enumerate(layout.vaulted)
     )
     alone = ""
@@ -426,12 +433,27 @@ def sealer(layout: Layout) -> Callable[..., None]:
             )
         alone = "\n".join(lines)
     if layout.vaulted:
-        source = _MODEL_SEALER.format(loads=loads, facts=fact_expr, stores=stores, alone=alone)
+        source = _MODEL_SEALER.format(
+            names=names, plain=plain, facts=fact_expr, stores=stores, nones=nones, alone=alone
+        )
     else:
-        source = "def seal_record(obj, force=False):\n    stored = obj.__dict__\n" + alone + "\n"
+        source = (
+            "def seal_record(obj, context=None, force=False):\n    stored = obj.__dict__\n"
+            + alone
+            + "\n"
+        )
     exec(compile(source, __file__, "exec"), namespace)  # a fixed template
     seal_record: Callable[..., None] = namespace["seal_record"]
+    seal_record.__purposeguard_sealer__ = True  # type: ignore[attr-defined]
     return seal_record
+
+
+def _values_getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """``operator.itemgetter`` of ``names``, giving a tuple for one name too."""
+    if len(names) == 1:
+        only = names[0]
+        return lambda stored: (stored[only],)
+    return operator.itemgetter(*names)
 
 
 def _seal_slowly(layout: Layout, obj: Any) -> None:

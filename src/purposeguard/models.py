@@ -74,7 +74,7 @@ class _ModelField:
 def _seal_model(obj: Any, force: bool = False) -> None:
     """Seal every guarded value of ``obj`` with its record's facts (``force``: again, even if
     it holds its vault already)."""
-    type(obj).__purposeguard_layout__.seal(obj, force)
+    type(obj).__purposeguard_layout__.seal(obj, None, force)
 
 
 class GuardedModel(BaseModel):
@@ -206,14 +206,25 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
         cls.model_rebuild(force=True)
     for name, guard in layout.guards.items():
         type.__setattr__(cls, name, _ModelField(name, guard, layout))
-    own = cls.__dict__.get("model_post_init")
-    if own is not None and not getattr(own, "__purposeguard_seals__", False):
-        type.__setattr__(cls, "model_post_init", _sealing_first(own))
+    post_init = cls.__dict__.get("model_post_init") or cls.model_post_init
+    if _ours(post_init):
+        # the class's sealer is its model_post_init itself: one call per record created
+        type.__setattr__(cls, "model_post_init", layout.seal)
+    elif not getattr(post_init, "__purposeguard_seals__", False):
+        type.__setattr__(cls, "model_post_init", _sealing_first(post_init))
     binder = ClassBinder(path, infos, layout.guards)
     register(binder)
     type.__setattr__(cls, "__purposeguard_fields__", layout.tags)
     type.__setattr__(cls, "__purposeguard_layout__", layout)
     type.__setattr__(cls, "__purposeguard_binder__", binder)
+
+
+def _ours(post_init: Any) -> bool:
+    """Whether ``post_init`` is GuardedModel's own or a guarded class's sealer (not a user's)."""
+    function = getattr(post_init, "__func__", post_init)
+    return function is GuardedModel.__dict__["model_post_init"] or getattr(
+        function, "__purposeguard_sealer__", False
+    )
 
 
 def _sealing_first(post_init: Any) -> Any:
