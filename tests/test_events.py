@@ -12,6 +12,7 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from structlog.testing import capture_logs
 from tests.conftest import CANARY, counter_value
 
 import purposeguard as pg
@@ -202,3 +203,48 @@ def test_sink_failure_never_changes_a_decision(configured: pg.Policy) -> None:
     with pg.purpose("marketing"), pytest.raises(pg.PurposeViolation):
         read({"email": "x"})
     assert pg.flush() is False
+
+
+class _Failing:
+    """A sink that fails every way a sink can."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def emit(self, record: dict[str, Any]) -> None:
+        self.calls += 1
+        raise OSError("disk on fire")
+
+    def flush(self, timeout: float | None = None) -> bool:
+        raise OSError("disk on fire")
+
+    def close(self) -> None:
+        raise OSError("disk on fire")
+
+
+def test_a_failing_sink_is_logged_once_per_window_and_never_changes_a_decision(
+    configured: pg.Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import purposeguard._emitter as emitter_module
+
+    monkeypatch.setattr(emitter_module, "_failures", {})
+    sink = _Failing()
+
+    @pg.accessor(collected_for=("recruitment",))
+    def load() -> str:
+        return "sheet"
+
+    with capture_logs() as logs:
+        pg.configure(audit_log=sink, mode="monitor")  # its mode change fails to reach the sink
+        for _ in range(5):
+            with pg.purpose("marketing"):
+                assert load() == "sheet"  # monitor: let through, whatever the sink does
+        pg.configure(mode="enforce")
+        with pg.purpose("marketing"), pytest.raises(pg.PurposeViolation):
+            load()  # enforce: refused, whatever the sink does
+        assert pg.flush() is False  # a failing sink is a failed flush
+    failures = [line for line in logs if line["event"] == "purposeguard.sink_failed"]
+    assert sink.calls >= 6
+    assert [(f["sink"], f["failures"]) for f in failures] == [("_Failing", 1)]
+    assert "disk on fire" not in str(failures)  # the error's type, never its message
+    pg.configure(audit_log=None)

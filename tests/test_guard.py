@@ -271,6 +271,25 @@ def test_guard_function_on_an_imported_module(configured: pg.Policy) -> None:
         assert thirdparty.Directory.find("b") == "b"
 
 
+def test_unpatch_leaves_the_original_unmarked_so_it_can_be_guarded_again(
+    configured: pg.Policy,
+) -> None:
+    from tests.fixtures_pkg import thirdparty
+
+    target = f"{thirdparty.__name__}:lookup_applicant"
+    first = pg.guard_function(target, collected_for=("recruitment",))
+    first.unpatch()
+    assert not hasattr(thirdparty.lookup_applicant, "_self_guard")
+    again = pg.guard_function(target, collected_for=("recruitment",))  # no "already guarded"
+    try:
+        with pg.purpose("marketing"), pytest.raises(pg.PurposeViolation):
+            thirdparty.lookup_applicant("a")
+    finally:
+        again.unpatch()
+    with pg.purpose("marketing"):
+        assert thirdparty.lookup_applicant("a") == {"id": "a"}
+
+
 def test_guard_function_before_the_module_is_imported(configured: pg.Policy) -> None:
     name = "tests.fixtures_pkg.late"
     assert name not in sys.modules
