@@ -51,7 +51,8 @@ def test_a_list_a_tuple_and_the_same_tuple_again_get_the_same_answer(
         pg.check("recruitment.selection", collected_for=("recruitment",)),
         pg.check("recruitment.selection", collected_for=["recruitment"]),
     }
-    assert len(answers) == 1 and next(iter(answers)).allowed
+    assert len(answers) == 1
+    assert next(iter(answers)).allowed
 
 
 def test_ten_thousand_distinct_purposes_are_each_answered_right(isolated: None) -> None:
