@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import gc
+import os
+import re
+import subprocess
+import sys
 import timeit
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 Stmt = Callable[[], Any] | str
@@ -52,3 +57,26 @@ def row(
         "ns_per_call": round(path_s * 1e9, 1),
         "baseline_ns": round(base_s * 1e9, 1),
     }
+
+
+def instructions(module: str, *args: str, env: dict[str, str] | None = None) -> int:
+    """Instructions executed by ``python -m benchmarks.<module> --drive ARGS`` under callgrind
+    (CPU-independent and repeatable): the caller subtracts a run that does nothing."""
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-m",
+            f"benchmarks.{module}",
+            "--drive",
+            *args,
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=None if env is None else {**os.environ, **env},
+    )
+    return int(re.findall(r"Collected : (\d+)", done.stderr)[-1])

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,8 @@ from typing import Any
 import purposeguard as pg
 from purposeguard.middleware import purposes
 from purposeguard.middleware.asgi import PurposeMiddleware
+
+from ._timing import instructions
 
 POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
 
@@ -150,24 +150,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
 
 def _instructions(kind: str, n: int) -> int:
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-m",
-            "benchmarks.bench_middleware",
-            "--drive",
-            kind,
-            str(n),
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(re.findall(r"Collected : (\d+)", done.stderr)[-1])
+    return instructions("bench_middleware", kind, str(n))
 
 
 def _instruction_row(n: int = 300) -> dict[str, Any]:

@@ -26,10 +26,7 @@ import asyncio
 import dataclasses
 import gc
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -41,7 +38,7 @@ from pydantic import BaseModel, TypeAdapter
 
 import purposeguard as pg
 
-from ._timing import ratio, row
+from ._timing import instructions, ratio, row
 
 POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
 
@@ -459,25 +456,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
 
 def _instructions(kind: str, n: int) -> int:
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-m",
-            "benchmarks.bench_models",
-            "--drive",
-            kind,
-            str(n),
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts in every run
-    )
-    return int(re.findall(r"Collected : (\d+)", done.stderr)[-1])
+    return instructions("bench_models", kind, str(n), env={"PYTHONHASHSEED": "0"})
 
 
 _DRIVEN = {

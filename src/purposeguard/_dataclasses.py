@@ -101,11 +101,16 @@ class _Field:
         store_vault(layout, obj, vault.replaced(self.index, held))
 
     def __delete__(self, obj: Any) -> None:
-        layout = layout_of(obj)
-        vault = layout.vault_of(obj)
-        if vault is None or vault.values[self.index] is ABSENT:
-            raise AttributeError(self.name)
-        store_vault(layout, obj, vault.replaced(self.index, ABSENT))
+        _delete(obj, self.index, self.name)
+
+
+def _delete(obj: Any, index: int, name: str) -> None:
+    """``del record.name`` of a value the vault holds: a new vault without it."""
+    layout = layout_of(obj)
+    vault = layout.vault_of(obj)
+    if vault is None or vault.values[index] is ABSENT:
+        raise AttributeError(name)
+    store_vault(layout, obj, vault.replaced(index, ABSENT))
 
 
 class _DictField(_Field):
@@ -152,11 +157,7 @@ class _MetaField:
         store_vault(layout, obj, vault.replaced(self.index, value))
 
     def __delete__(self, obj: Any) -> None:
-        layout = layout_of(obj)
-        vault = layout.vault_of(obj)
-        if vault is None or vault.values[self.index] is ABSENT:
-            raise AttributeError(self.name)
-        store_vault(layout, obj, vault.replaced(self.index, ABSENT))
+        _delete(obj, self.index, self.name)
 
 
 def _check_collected_at(obj: Any, layout: Layout) -> None:

@@ -515,12 +515,7 @@ def __get__(self, obj, owner=None):
             if value.pure and value.shape is self.shape:
                 subject = value.subject
                 registry = state.registry
-                if (
-                    registry is None
-                    or subject is None
-                    or not registry.restricted
-                    or (type(subject) is str and subject not in registry.restricted)
-                ):
+                if {free}:
                     return value.values[self.index]
         elif value is None:
             return None
@@ -546,12 +541,7 @@ def __get__(self, obj, owner=None):
         if type(vault) is Vault and vault.pure and vault.shape is self.shape:
             subject = vault.subject
             registry = state.registry
-            if (
-                registry is None
-                or subject is None
-                or not registry.restricted
-                or (type(subject) is str and subject not in registry.restricted)
-            ):
+            if {free}:
                 return vault.values[self.index]
     elif guard.binding.retention_us is not None and within_retention(
         guard, vault, _get(), self.index
@@ -560,10 +550,15 @@ def __get__(self, obj, owner=None):
     return self._slow(obj, vault)
 """
 
+# the record's subject, if any, has no restriction (registry and subject are locals)
+_FREE = (
+    "(registry is None or subject is None or not registry.restricted"
+    " or (type(subject) is str and subject not in registry.restricted))"
+)
 _TEMPLATES = {
-    "model": _MODEL_GET,
-    "dict": _DATACLASS_GET.format(load=f"obj.{VAULT_ATTRIBUTE}"),
-    "slot": _DATACLASS_GET.format(load="self.store.__get__(obj)"),
+    "model": _MODEL_GET.format(free=_FREE),
+    "dict": _DATACLASS_GET.format(load=f"obj.{VAULT_ATTRIBUTE}", free=_FREE),
+    "slot": _DATACLASS_GET.format(load="self.store.__get__(obj)", free=_FREE),
 }
 
 
