@@ -124,3 +124,19 @@ async def test_monitor_mode_answers_and_records(client: httpx.AsyncClient) -> No
     assert (response.status_code, response.json()["email"]) == (200, CANARY)
     assert events
     assert {("monitor", False)} == {(e["mode"], e["enforced"]) for e in events}
+
+
+async def test_a_rejected_request_body_answers_422_without_the_guarded_input(
+    client: httpx.AsyncClient,
+) -> None:
+    async with client:
+        with pg.testing.capture_violations() as events:
+            missing_id = await client.post("/applicants", json={"email": CANARY})
+            not_a_string = await client.post(
+                "/applicants", json={"applicant_id": "a1", "email": [CANARY]}
+            )
+    assert (missing_id.status_code, not_a_string.status_code) == (422, 422)
+    assert CANARY not in missing_id.text + not_a_string.text
+    assert [e["loc"] for e in missing_id.json()["detail"]] == [["body", "applicant_id"]]
+    assert [e["loc"] for e in not_a_string.json()["detail"]] == [["body", "email"]]
+    assert events == []  # a rejected input is not a use

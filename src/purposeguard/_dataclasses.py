@@ -43,7 +43,7 @@ from ._layout import (
     store_vault,
     vault_value,
 )
-from ._sealed import ABSENT, Sealed, Vault, facts
+from ._sealed import ABSENT, IMPURE, Sealed, Vault, facts
 from ._state import register
 from .exceptions import ConfigurationError
 
@@ -79,7 +79,7 @@ class _Field:
         raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}")
 
     def _slow(self, obj: Any, vault: Any) -> Any:
-        if type(vault) is not Vault:
+        if not isinstance(vault, Vault):
             return self._absent(obj)
         channel = channel_of(caller(2))
         if channel == "replace":
@@ -299,7 +299,7 @@ def _compiled_init(
         "facts": facts,
         "plain": plain_value,
         "SHAPE": layout.shape,
-        "IMPURE": frozenset({Sealed, Vault, type(ABSENT)}),
+        "IMPURE": IMPURE,
         "FACTORY": ABSENT,
         "vault_value": vault_value,
         "set": object.__setattr__,

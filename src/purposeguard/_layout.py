@@ -30,6 +30,7 @@ from ._fields import FieldGuard, OnDenied, PickleMode, Record, admit, record_of
 from ._markers import CollectedAt, CollectedFor, Consent, SubjectId, is_marker
 from ._sealed import (
     ABSENT,
+    IMPURE,
     Sealed,
     Shape,
     Vault,
@@ -62,8 +63,6 @@ _get = _current.get
 Storage = Literal["model", "dict", "slot"]
 #: The attribute a dataclass keeps its vault in.
 VAULT_ATTRIBUTE = "__purposeguard__"
-#: the types a sealer cannot put into a vault as they are
-_IMPURE = frozenset({Sealed, Vault, type(ABSENT)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +123,11 @@ class Layout:
                 found = self.members[self.vaulted[0]].__get__(obj)
             else:
                 found = next(
-                    (v for v in map(obj.__dict__.get, self.vaulted) if type(v) is Vault), None
+                    (v for v in map(obj.__dict__.get, self.vaulted) if isinstance(v, Vault)), None
                 )
         except (AttributeError, IndexError):
             return None
-        return found if type(found) is Vault and found.shape is self.shape else None
+        return found if isinstance(found, Vault) and found.shape is self.shape else None
 
     def stored(self, obj: Any, name: str) -> Any:
         """The plain value of field ``name`` of ``obj`` as stored (not checked), or None."""
@@ -166,7 +165,7 @@ class Layout:
 
 def plain_value(value: Any, name: str) -> Any:
     """A stored value without its seal (a vault's value for ``name``), not checked."""
-    if type(value) is Vault:
+    if isinstance(value, Vault):
         index = value.shape.index.get(name)
         value = value.values[index] if index is not None else None
     while isinstance(value, Sealed):
@@ -186,6 +185,11 @@ class ClassBinder:
         self.path = path
         self.fields = frozenset(fields)
         self.guarded = frozenset(guarded)
+
+    @property
+    def name(self) -> str:
+        """The class's path, as ``pg.testing.guards()`` lists it."""
+        return self.path
 
     def prepare(self, compiled: CompiledPolicy | None) -> object:
         if compiled is not None:
@@ -326,7 +330,7 @@ def guarded_read(obj: Any, guard: FieldGuard, value: Any, channel: str) -> Any:
     layout = layout_of(obj)
     admit(guard, layout.record(obj), _get(), channel)
     name = guard.name.rpartition(".")[2]
-    if type(value) is Vault:
+    if isinstance(value, Vault):
         index = value.shape.index.get(name)
         if index is None or value.values[index] is ABSENT:
             raise AttributeError(f"{type(obj).__name__!r} object has no attribute {name!r}")
@@ -342,7 +346,7 @@ def vault_value(shape: Shape, index: int, value: Any) -> Any:
     """``value`` as a vault of ``shape`` holds it at ``index``: a value sealed for that field
     alone is held plain; a value sealed for another field, or any other record's vault, keeps
     its seal (both must then allow a use)."""
-    if type(value) is Vault:
+    if isinstance(value, Vault):
         if value.shape is shape:
             return value.values[index]
         value = value.standalone(shape.names[index])
@@ -394,7 +398,7 @@ def sealer(layout: Layout) -> Callable[..., None]:
     the record already holds its vault (a fact of it changed)."""
     namespace: dict[str, Any] = {
         "__name__": __name__,
-        "IMPURE": _IMPURE,
+        "IMPURE": IMPURE,
         "Vault": Vault,
         "Sealed": Sealed,
         "ABSENT": ABSENT,
@@ -511,8 +515,8 @@ def __get__(self, obj, owner=None):
         return self._absent(obj)
     guard = self.guard
     if _get() in guard.allowed:
-        if type(value) is Vault:
-            if value.pure and value.shape is self.shape:
+        if type(value) is Vault:  # a pure vault
+            if value.shape is self.shape:
                 subject = value.subject
                 registry = state.registry
                 if {free}:
@@ -538,7 +542,7 @@ def __get__(self, obj, owner=None):
         return self._absent(obj)
     guard = self.guard
     if _get() in guard.allowed:
-        if type(vault) is Vault and vault.pure and vault.shape is self.shape:
+        if type(vault) is Vault and vault.shape is self.shape:  # a pure vault
             subject = vault.subject
             registry = state.registry
             if {free}:

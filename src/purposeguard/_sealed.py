@@ -32,6 +32,7 @@ from .exceptions import PurposeGuardError, PurposeViolation, SealedPickleError
 
 __all__ = [
     "ABSENT",
+    "IMPURE",
     "already_sealed",
     "Sealed",
     "Shape",
@@ -185,11 +186,11 @@ def within_retention(guard: FieldGuard, value: object, raw: object, index: int =
     period = binding.retention_us
     if period is None or raw not in binding.usable:
         return False
-    if type(value) is Vault:
+    if type(value) is Vault:  # a pure one
         guards = value.shape.guards
-        if not value.pure or not 0 <= index < len(guards) or guards[index] is not guard:
+        if not 0 <= index < len(guards) or guards[index] is not guard:
             return False
-        at = value.collected_at
+        at = value.facts[1]
     elif type(value) is Sealed and value._f is guard:
         record = value._r
         at = record.collected_at if record is not None else None
@@ -270,7 +271,11 @@ def already_sealed(values: tuple[Any, ...], shape: Shape) -> bool:
     for value in values:
         if value is None:
             continue
-        if type(value) is not Vault or value.shape is not shape or (vault and value is not vault):
+        if (
+            not isinstance(value, Vault)
+            or value.shape is not shape
+            or (vault and value is not vault)
+        ):
             return False
         vault = value
     return vault is not None and all(
@@ -288,11 +293,12 @@ def _plain_value(value: Any) -> Any:
 class Vault:
     """All guarded values of one record (``values``, in its class's :class:`Shape` order) and
     what the record says about itself (``consent``, ``subject``, ``collected_at`` in epoch
-    microseconds). ``pure`` says that every value is plain data, present: the fast paths read
-    only pure vaults. Immutable: an assignment makes a new vault, so copies that share one never
+    microseconds; the first and last kept as ``facts``). A vault whose every value is plain data,
+    present, is a ``Vault``; any other is an ``ImpureVault``: the fast paths read only a vault of
+    exactly this type. Immutable: an assignment makes a new vault, so copies that share one never
     see each other's changes."""
 
-    __slots__ = ("collected_at", "consent", "pure", "shape", "subject", "values")
+    __slots__ = ("facts", "shape", "subject", "values")
 
     def __init__(
         self,
@@ -305,10 +311,22 @@ class Vault:
     ) -> None:
         self.values = values
         self.shape = shape
-        self.consent = consent
         self.subject = subject
-        self.collected_at = collected_at
-        self.pure = _IMPURE.isdisjoint(map(type, values)) if pure is None else pure
+        self.facts = (consent, collected_at) if consent or collected_at is not None else _NO_FACTS
+        if not (IMPURE.isdisjoint(map(type, values)) if pure is None else pure):
+            self.__class__ = ImpureVault
+
+    @property
+    def consent(self) -> tuple[str, ...]:
+        return self.facts[0]
+
+    @property
+    def collected_at(self) -> int | None:
+        return self.facts[1]
+
+    @property
+    def pure(self) -> bool:
+        return type(self) is Vault
 
     @property
     def record(self) -> Record | None:
@@ -430,8 +448,17 @@ class Vault:
         return self.__reduce_ex__(2)
 
 
-#: the types that make a vault impure: a value that is itself sealed, or missing
-_IMPURE: Final = frozenset({Sealed, _Resealed, Vault, type(ABSENT)})
+class ImpureVault(Vault):
+    """A vault that holds a value sealed for another field, another vault, or a field not
+    held: only the slow paths read it."""
+
+    __slots__ = ()
+
+
+#: the types that make a vault impure, which a sealer cannot put into a vault as they are: a
+#: value that is itself sealed, or missing
+IMPURE: Final = frozenset({Sealed, _Resealed, Vault, ImpureVault, type(ABSENT)})
+_NO_FACTS: Final[tuple[tuple[str, ...], int | None]] = ((), None)
 
 
 def _unpickle_vault(
@@ -502,8 +529,8 @@ def field_dumper(name: str) -> Callable[[Any, Any], Any]:
         record: Any, value: Any, _type: Any = type, _vault: Any = Vault, _get: Any = _current.get
     ) -> Any:
         nonlocal seen, index, guard
-        if _type(value) is _vault:
-            if value.shape is seen and _get() in guard.allowed and value.pure:
+        if _type(value) is _vault:  # a pure vault
+            if value.shape is seen and _get() in guard.allowed:
                 subject = value.subject
                 if subject is None:
                     return value.values[index]
@@ -518,12 +545,13 @@ def field_dumper(name: str) -> Callable[[Any, Any], Any]:
             if found is None:
                 return _dump_slow(value.standalone(name))
             field = value.shape.guards[found]
-            if value.pure and (
-                (_get() in field.allowed and value.unrestricted())
-                or within_retention(field, value, _get(), found)
+            if (_get() in field.allowed and value.unrestricted()) or within_retention(
+                field, value, _get(), found
             ):
                 seen, index, guard = value.shape, found, field
                 return value.values[found]
+            return _dump_slow(value.standalone(name))
+        if isinstance(value, Vault):  # an impure one
             return _dump_slow(value.standalone(name))
         return _dump_other(record, name, value)
 

@@ -10,12 +10,13 @@ docs/models.md.
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError, model_validator
 from pydantic_core import PydanticSerializationError, PydanticUndefined
 
 from ._compile import Tag
@@ -25,6 +26,7 @@ from ._layout import ClassBinder, Layout, check_options, collect, descriptor_get
 from ._markers import CollectedAt, CollectedFor, Consent, PolicySealed, Redactable, SubjectId
 from ._sealed import field_excluder, pending
 from ._state import register
+from ._withheld import withheld
 from .exceptions import ConfigurationError, PurposeViolation, SealedPickleError
 
 __all__ = [
@@ -105,11 +107,41 @@ class GuardedModel(BaseModel):
         if "__purposeguard_base__" not in cls.__dict__:  # GuardedModel itself has no fields
             _instrument_model(cls)
 
-    def model_post_init(self, context: Any, /) -> None:
-        """Seal the new record's guarded values. pydantic calls it after validating a new
-        record (``__init__``, ``model_validate*``, ``model_construct``), never for a record it
-        passes through as it is. A subclass's own ``model_post_init`` runs after it."""
-        _seal_model(self)
+    #: keys whose input a validation error withholds (guarded fields, fields holding guarded
+    #: records, and their aliases)
+    __purposeguard_sensitive__: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _purposeguard_validate(cls, data: Any, handler: Any) -> Any:
+        # One call per record pydantic validates, wherever it does (the class itself, a parent,
+        # a TypeAdapter, FastAPI): its errors withhold guarded input, and a new record is sealed
+        # (a record passed through as it is, or validated on assignment, is the input itself:
+        # sealed already, or resealed by __setattr__).
+        try:
+            record = handler(data)
+        except ValidationError as exc:
+            error = withheld(exc, cls.__purposeguard_sensitive__)
+        else:
+            if record is not data:
+                type(record).__purposeguard_layout__.seal(record)
+            return record
+        raise error  # outside the except block: the original error is nobody's __context__
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Any:
+        # a JSON text that does not parse fails before any validator runs, quoting the text
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except ValidationError as exc:
+            error = withheld(exc, cls.__purposeguard_sensitive__)
+        raise error
+
+    @classmethod
+    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Any:
+        record = super().model_construct(_fields_set, **values)
+        _seal_model(record)
+        return record
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
@@ -206,12 +238,10 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
         cls.model_rebuild(force=True)
     for name, guard in layout.guards.items():
         type.__setattr__(cls, name, _ModelField(name, guard, layout))
-    post_init = cls.__dict__.get("model_post_init") or cls.model_post_init
-    if _ours(post_init):
-        # the class's sealer is its model_post_init itself: one call per record created
-        type.__setattr__(cls, "model_post_init", layout.seal)
-    elif not getattr(post_init, "__purposeguard_seals__", False):
+    post_init = cls.__dict__.get("model_post_init")
+    if post_init is not None and not getattr(post_init, "__purposeguard_seals__", False):
         type.__setattr__(cls, "model_post_init", _sealing_first(post_init))
+    type.__setattr__(cls, "__purposeguard_sensitive__", _sensitive(infos, layout))
     binder = ClassBinder(path, infos, layout.guards)
     register(binder)
     type.__setattr__(cls, "__purposeguard_fields__", layout.tags)
@@ -219,12 +249,24 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
     type.__setattr__(cls, "__purposeguard_binder__", binder)
 
 
-def _ours(post_init: Any) -> bool:
-    """Whether ``post_init`` is GuardedModel's own or a guarded class's sealer (not a user's)."""
-    function = getattr(post_init, "__func__", post_init)
-    return function is GuardedModel.__dict__["model_post_init"] or getattr(
-        function, "__purposeguard_sealer__", False
-    )
+def _sensitive(infos: Mapping[str, Any], layout: Layout) -> frozenset[str]:
+    """The keys whose input a validation error of the class withholds: its guarded fields, its
+    fields whose type holds a guarded record, and their aliases."""
+    keys: set[str] = set()
+    for name, info in infos.items():
+        if name in layout.guards or _holds_guarded(info.annotation):
+            keys.add(name)
+            keys.update(a for a in (info.alias, info.validation_alias) if isinstance(a, str))
+    return frozenset(keys)
+
+
+def _holds_guarded(annotation: Any, depth: int = 0) -> bool:
+    if depth > 8 or annotation is None:
+        return False
+    layout = getattr(annotation, "__purposeguard_layout__", None)
+    if isinstance(annotation, type) and layout is not None:
+        return bool(layout.guards)
+    return any(_holds_guarded(arg, depth + 1) for arg in typing.get_args(annotation))
 
 
 def _sealing_first(post_init: Any) -> Any:
