@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import importlib
+import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -26,6 +28,7 @@ from purposeguard.cli._render import (
     print_summary,
     print_tree,
     print_verify,
+    quiet_logs,
     violations_table,
 )
 from purposeguard.cli._verify import verify_log
@@ -53,7 +56,8 @@ def _sources(logs: tuple[str, ...]) -> list[str]:
         if sys.stdin.isatty():
             raise click.UsageError("give one or more audit log files, or - to read stdin")
         return ["-"]
-    missing = [p for p in logs if p != "-" and not Path(p).is_file()]
+    # os.path, not Path.is_file(): that raises on a name too long for the file system.
+    missing = [p for p in logs if p != "-" and not os.path.isfile(p)]
     if missing:
         _fail(f"no such file: {missing[0]}")
     return list(logs)
@@ -68,8 +72,8 @@ def _records(sources: list[str], stats: ReadStats) -> Iterator[dict[str, object]
 
 
 def _report_stats(stats: ReadStats) -> None:
-    for problem in stats.problems():
-        click.echo(f"purposeguard: {problem}", err=True)
+    for problem in stats.problems():  # they name the files given: neutralized too
+        click.echo(f"purposeguard: {neutralize(problem, 1000)}", err=True)
 
 
 def _filter_options(func: F) -> F:
@@ -116,7 +120,44 @@ def _matches(
             yield rec
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@contextmanager
+def _neutralized_errors() -> Iterator[None]:
+    # Click quotes most of the arguments it echoes with repr(), but not all ("Got unexpected
+    # extra argument (...)"), and its messages carry ours: one rule for every one of them.
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # its message is the help text
+    except click.ClickException as exc:
+        text = exc.format_message()
+        if neutralize(text, 1000) == text:
+            raise
+        # The same exit code: click's own are the class defaults (2 for usage, 1 for the rest).
+        if isinstance(exc, click.UsageError):
+            raise click.UsageError(neutralize(text, 1000), exc.ctx) from exc
+        raise click.ClickException(neutralize(text, 1000)) from exc
+
+
+class _Group(click.Group):
+    """The ``purposeguard`` group: purposeguard's own log lines stay out of every command's
+    output, and every usage error is neutralized before click prints it."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _neutralized_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with quiet_logs(), _neutralized_errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """purposeguard: read, verify and report purpose-limitation violation traces."""
 
@@ -166,8 +207,8 @@ def explain(
     }
     decision = pg.check(purpose, **args)
     if fmt == "table":
-        text = pg.explain(purpose, **args)
-        click.echo("\n".join(neutralize(line, 10_000) for line in text.splitlines()))
+        # One line by construction; a newline in it came from an argument or the policy's id.
+        click.echo(neutralize(pg.explain(purpose, **args), 10_000))
     else:
         out = {
             "allowed": decision.allowed,
@@ -278,7 +319,10 @@ def verify(
     fmt: str,
 ) -> None:
     """Check the hash chain, headers and signed checkpoints; name the first bad seq."""
-    key = Path(key_file).read_bytes().rstrip(b"\r\n") if key_file else resolve_key(None)
+    try:
+        key = Path(key_file).read_bytes().rstrip(b"\r\n") if key_file else resolve_key(None)
+    except OSError as exc:
+        _fail(f"cannot read the key file: {exc}")
     result = verify_log(
         list(logs), key=key, expect_sealed=expect_sealed, expect_genesis=from_genesis
     )
@@ -308,7 +352,7 @@ def report(logs: tuple[str, ...], html_file: str, **kwargs: Any) -> None:
     except OSError as exc:
         _fail(f"cannot write {html_file}: {exc}")
     _report_stats(stats)
-    click.echo(f"wrote {html_file}: {result.total} violation(s)", err=True)
+    click.echo(f"wrote {neutralize(html_file, 1000)}: {result.total} violation(s)", err=True)
     sys.exit(1 if result.total else 0)
 
 

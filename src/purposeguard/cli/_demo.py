@@ -13,10 +13,9 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import structlog
-
 import purposeguard as pg
 
+from ._render import quiet_logs
 from ._verify import verify_log
 
 DEMO_KEY = b"demo-key-not-for-production"
@@ -44,13 +43,11 @@ def _say(text: str = "") -> None:
 
 def main() -> int:
     # The demo is the application here: it decides where logs go, and puts it back afterwards.
-    saved = structlog.get_config()
-    structlog.configure(logger_factory=structlog.ReturnLoggerFactory(), processors=[])
-    try:
-        return _run()
-    finally:
-        pg.testing.reset()
-        structlog.configure(**saved)
+    with quiet_logs():
+        try:
+            return _run()
+        finally:
+            pg.testing.reset()
 
 
 def _run() -> int:

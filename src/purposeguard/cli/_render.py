@@ -1,40 +1,36 @@
-"""Terminal output with rich: tables whose cells can never carry escape sequences or markup."""
+"""Terminal output with rich: every value from data is shown through :func:`plain`, so no cell,
+title or line can carry an escape sequence or be read as rich markup."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import IO
 
+import structlog
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+import purposeguard as pg
+from purposeguard.cli._neutralize import neutralize
 from purposeguard.cli._query import Summary, weight
 from purposeguard.cli._verify import VerifyResult
 
 __all__ = [
     "dump_json",
     "neutralize",
+    "plain",
     "print_summary",
     "print_tree",
     "print_verify",
+    "quiet_logs",
     "violations_table",
 ]
 
 _COLUMNS = ("ts", "mode", "purpose", "field/accessor", "reason", "code", "count")
-
-
-def neutralize(value: object, limit: int = 200) -> str:
-    """A printable, single-line rendering of any value: controls, bidi marks and lone
-    surrogates become visible escapes, so a log line cannot drive the terminal."""
-    text = value if isinstance(value, str) else "" if value is None else str(value)
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def dump_json(rec: object) -> str:
@@ -42,14 +38,36 @@ def dump_json(rec: object) -> str:
     return json.dumps(rec, ensure_ascii=True, separators=(",", ":"), default=str)
 
 
-def _cell(value: object) -> Text:
-    # Text(), not str: rich would otherwise interpret "[bold]" in a value as markup.
-    return Text(neutralize(value))
+def plain(value: object, limit: int = 200, style: str = "") -> Text:
+    """``value`` neutralized, as rich text that is never parsed as markup.
+
+    A ``str`` given to rich (a cell, a title, ``Console.print``) is markup: ``[/]`` in a value
+    raises ``MarkupError`` and ``[link=...]`` becomes a hidden terminal hyperlink. A ``Text``
+    is shown as it is.
+    """
+    return Text(neutralize(value, limit), style=style)
+
+
+@contextmanager
+def quiet_logs() -> Iterator[None]:
+    """Keep purposeguard's own log lines (``policy_loaded``, ...) out of a command's output.
+
+    The command is the application here; without this, structlog's default prints them on
+    stdout, between a table's rows or before a JSON document. Events still queued are delivered
+    (to nowhere) before the previous configuration is put back.
+    """
+    saved = structlog.get_config()
+    structlog.configure(logger_factory=structlog.ReturnLoggerFactory(), processors=[])
+    try:
+        yield
+    finally:
+        pg.flush()
+        structlog.configure(**saved)
 
 
 def violations_table(records: Iterable[Mapping[str, object]], title: str) -> Table:
     """A table of violation records, one row each."""
-    table = Table(title=title, show_lines=False)
+    table = Table(title=Text(title, style="table.title"), show_lines=False)
     for col in _COLUMNS:
         table.add_column(
             col,
@@ -60,10 +78,10 @@ def violations_table(records: Iterable[Mapping[str, object]], title: str) -> Tab
     for rec in records:
         where = rec.get("field") if rec.get("field") is not None else rec.get("accessor")
         table.add_row(
-            *(_cell(rec.get(k)) for k in ("ts", "mode", "purpose")),
-            _cell(where),
-            _cell(rec.get("reason")),
-            _cell(rec.get("code")),
+            *(plain(rec.get(k)) for k in ("ts", "mode", "purpose")),
+            plain(where),
+            plain(rec.get("reason")),
+            plain(rec.get("code")),
             Text(str(weight(rec))),
         )
     return table
@@ -88,21 +106,21 @@ def print_summary(console: Console, summary: Summary, top: int) -> None:
     ):
         if not counter:
             continue
-        table = Table(title=f"by {title}", title_justify="left")
+        table = Table(title=Text(f"by {title}", style="table.title"), title_justify="left")
         table.add_column(title.split(" ")[0], overflow="fold")
         table.add_column("count", justify="right")
         for key, n in counter.most_common(top):
-            table.add_row(_cell(key), Text(str(n)))
+            table.add_row(plain(key), Text(str(n)))
         console.print(table)
     timeline = summary.timeline()
     if timeline:
         peak = max(n for _, n in timeline) or 1
-        table = Table(title="over time", title_justify="left")
+        table = Table(title=Text("over time", style="table.title"), title_justify="left")
         table.add_column("period")
         table.add_column("count", justify="right")
         table.add_column("")
         for label, n in timeline[-48:]:
-            table.add_row(label, str(n), "█" * max(0, round(30 * n / peak)))
+            table.add_row(plain(label), Text(str(n)), Text("█" * max(0, round(30 * n / peak))))
         console.print(table)
 
 
@@ -148,7 +166,7 @@ def print_tree(console: Console, policy: object) -> None:
     for name in sorted(purposes):
         spec = purposes[name]
         parent = nodes.get(name.rpartition(".")[0], root)
-        label = Text(neutralize(name), style="bold")
+        label = plain(name, style="bold")
         description = getattr(spec, "description", None)
         if description:
             label.append(f" - {neutralize(description)}")

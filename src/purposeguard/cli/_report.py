@@ -1,8 +1,8 @@
 """A self-contained HTML report: inline SVG charts drawn here, no script, no network.
 
 A Content-Security-Policy of ``default-src 'none'`` makes the browser refuse any fetch, so the page
-provably works offline; every value from the log goes through :func:`html.escape`. The page holds
-no URL at all: inline SVG in HTML needs no ``xmlns``.
+provably works offline; every value from the log is neutralized as on a terminal and then goes
+through :func:`html.escape`. The page holds no URL at all: inline SVG in HTML needs no ``xmlns``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import datetime as _dt
 import html
 from collections import Counter
 
+from purposeguard.cli._neutralize import neutralize
 from purposeguard.cli._query import Summary, weight
 
 __all__ = ["render_html"]
@@ -29,10 +30,10 @@ _COLUMNS = ("ts", "mode", "purpose", "field", "accessor", "reason", "code", "tra
 
 
 def _esc(value: object) -> str:
-    text = value if isinstance(value, str) else "" if value is None else str(value)
-    # Control characters are shown as escapes so nothing invisible hides in the report.
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:500])
-    return html.escape(text, quote=True)
+    # The terminal's rule (controls and bidi overrides made visible, so nothing invisible hides
+    # in the report), then HTML's own escaping: a browser reads <, & and quotes, a terminal
+    # does not.
+    return html.escape(neutralize(value, 500), quote=True)
 
 
 def _bars(title: str, counts: list[tuple[str, int]], chart_id: str) -> str:

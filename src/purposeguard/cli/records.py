@@ -6,14 +6,19 @@
   guarded field of a model (with ``--subject`` and ``--store``, the subject's consents and
   suspensions too).
 
-Exit codes: 0 answered, 2 usage or input error. Register them on the ``purposeguard`` group with
-``cli.add_command(records)`` and ``cli.add_command(purposes)``.
+Exit codes: 0 answered, 2 usage or input error (a damaged store too). Register them on the
+``purposeguard`` group with ``cli.add_command(records)`` and ``cli.add_command(purposes)``.
+
+Every value in a table comes from the store, the policy file or the command line, so each goes
+through :func:`~purposeguard.cli._render.plain`; JSON is ASCII-escaped.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,12 +26,16 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from purposeguard.cli._render import neutralize
+from purposeguard.cli._render import neutralize, plain
 
 __all__ = ["purposes", "records"]
 
 _FORMAT = click.Choice(["table", "json"])
+# What a store with a damaged row raises while its records are read: a malformed date or field
+# list, a value of the wrong type, a text column that is not UTF-8.
+_DAMAGED = (sqlite3.Error, ValueError, TypeError)
 
 
 def _fail(message: str) -> NoReturn:
@@ -42,7 +51,7 @@ def _open_store(path: str) -> Any:
     from purposeguard.exceptions import ConfigurationError
     from purposeguard.stores.sqlite import SQLiteStore
 
-    if not Path(path).is_file():
+    if not os.path.isfile(path):  # Path.is_file() raises on a name too long
         _fail(f"no such registry store: {path}")
     try:
         return SQLiteStore(path)
@@ -72,29 +81,35 @@ def records(subject: str, store_path: str, fmt: str) -> None:
     with Registry(_open_store(store_path), refresh_interval=None) as registry:
         try:
             found = registry.records(subject)
-            document = registry.export_records(subject)
+            document = json.loads(registry.export_records(subject)) if fmt == "json" else None
         except ConfigurationError as exc:
             _fail(str(exc))
-    if fmt == "json":
-        click.echo(document)
+        except _DAMAGED as exc:
+            _fail(f"cannot read the records in {store_path}: {type(exc).__name__}: {exc}")
+    if document is not None:
+        # The registry's own document, re-encoded ASCII-only: the same data, but no bidi
+        # override or C1 control reaches the terminal raw.
+        click.echo(json.dumps(document, ensure_ascii=True, indent=2))
         return
-    table = Table(title=f"Records of provision for subject {neutralize(subject, 80)}")
+    title = f"Records of provision for subject {neutralize(subject, 80)}"
+    table = Table(title=Text(title, style="table.title"))
     for column in ("date (UTC)", "recipient", "kind", "data items", "basis", "consent / ground"):
         table.add_column(column, overflow="fold")
     for r in found:
-        basis = r.basis + (f" (violation: {r.violation})" if r.violation else "")
+        # str(): a store written by other tools may hold a BLOB where text belongs.
+        basis = str(r.basis) + (f" (violation: {r.violation})" if r.violation else "")
         why = r.consent_ref or (f"{r.ground}: {r.justification}" if r.ground else "")
         table.add_row(
-            r.ts.strftime("%Y-%m-%d %H:%M:%S"),
-            neutralize(r.recipient, 64),
-            neutralize(r.recipient_kind, 32),
-            neutralize(", ".join(r.fields), 400),
-            neutralize(basis, 80),
-            neutralize(why, 400),
+            Text(r.ts.strftime("%Y-%m-%d %H:%M:%S")),
+            plain(r.recipient, 64),
+            plain(r.recipient_kind, 32),
+            plain(", ".join(str(f) for f in r.fields), 400),
+            plain(basis, 80),
+            plain(why, 400),
         )
     console = _console()
     console.print(table)
-    console.print(f"{len(found)} record(s)")
+    console.print(Text(f"{len(found)} record(s)"))
 
 
 def _import_class(target: str) -> type:
@@ -129,6 +144,7 @@ def purposes(
 ) -> None:
     """Which purposes each field of MODEL (module:Class) may be used for."""
     import purposeguard as pg
+    from purposeguard.exceptions import ConfigurationError
 
     if subject is not None and store_path is None:
         raise click.UsageError("--subject needs --store, the registry's SQLite file")
@@ -143,6 +159,12 @@ def purposes(
         pg.configure(registry=registry)
     try:
         notice = pg.purpose_notice(cls, subject=subject)
+    except (pg.PolicyError, ConfigurationError) as exc:
+        _fail(str(exc))
+    except _DAMAGED as exc:
+        if registry is None:
+            raise
+        _fail(f"cannot read the subject in {store_path}: {type(exc).__name__}: {exc}")
     finally:
         if registry is not None:
             pg.configure(registry=None)
@@ -150,22 +172,23 @@ def purposes(
     if fmt == "json":
         click.echo(json.dumps(notice.to_json(), ensure_ascii=True, indent=2))
         return
-    table = Table(
-        title=f"Purposes of use: {notice.model} (policy {notice.policy_id}@{notice.policy_version})"
-    )
+    title = f"Purposes of use: {notice.model} (policy {notice.policy_id}@{notice.policy_version})"
+    table = Table(title=plain(title, 400, style="table.title"))
     for column in ("field", "collected for", "may be used for", "category", "retention"):
         table.add_column(column, overflow="fold")
     for f in notice.fields:
+        collected = Text("\n").join(plain(f"{p}: {d}", 400) for p, d in f.descriptions)
         table.add_row(
-            f.field,
-            "\n".join(f"{p}: {d}" for p, d in f.descriptions),
-            ", ".join(f.usable_for) or "(nothing)",
-            (f.category or "") + (" (strict)" if f.strict else ""),
-            f"{f.retention.days} days" if f.retention is not None else "",
+            plain(f.field),
+            collected,
+            plain(", ".join(f.usable_for) or "(nothing)", 1000),
+            plain((f.category or "") + (" (strict)" if f.strict else "")),
+            Text(f"{f.retention.days} days" if f.retention is not None else ""),
         )
     console = _console()
     console.print(table)
     if notice.subject_status is not None:
         for key, values in notice.subject_status.items():
             if values:
-                console.print(f"{key.replace('_', ' ')}: {', '.join(values)}")
+                line = f"{key.replace('_', ' ')}: {', '.join(str(v) for v in values)}"
+                console.print(plain(line, 1000))
