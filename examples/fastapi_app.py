@@ -19,6 +19,7 @@ from purposeguard.middleware import HMACClaimVerifier, purposes, sign_claim
 from purposeguard.middleware.asgi import PurposeMiddleware
 
 KEY = os.environ.get("CLAIM_KEY", "example-claim-key-change-me")
+SERVICE = "applicants-svc"  # the name callers sign claims for (the audience)
 pg.configure(policy=Path(__file__).with_name("policy.yaml"))
 
 
@@ -32,7 +33,7 @@ app = FastAPI()
 app.add_middleware(
     PurposeMiddleware,
     routes={"/inquiries/{id}": "inquiry"},  # a mapping, or mark the endpoint as below
-    verifier=HMACClaimVerifier(KEY),
+    verifier=HMACClaimVerifier(KEY, audience=SERVICE),
 )
 
 
@@ -59,7 +60,7 @@ async def _demo() -> None:
         transport=httpx.ASGITransport(app=app), base_url="http://example"
     ) as client:
         ok = await client.get("/applicants/a1")
-        claim = sign_claim("marketing", KEY)
+        claim = sign_claim("marketing", KEY, audience=SERVICE)
         blocked = await client.get(
             "/applicants/a1", headers={"baggage": f"purposeguard.purpose={claim}"}
         )

@@ -17,6 +17,7 @@ from purposeguard.middleware import HMACClaimVerifier, purposes, sign_claim
 from purposeguard.middleware.wsgi import init_flask
 
 KEY = os.environ.get("CLAIM_KEY", "example-claim-key-change-me")
+SERVICE = "applicants-svc"  # the name callers sign claims for (the audience)
 pg.configure(policy=Path(__file__).with_name("policy.yaml"))
 
 
@@ -45,12 +46,14 @@ def inquiry(id: str) -> Any:
     return jsonify(id=id, purpose=pg.current_purpose())
 
 
-init_flask(app, routes={"/inquiries/<id>": "inquiry"}, verifier=HMACClaimVerifier(KEY))
+init_flask(
+    app, routes={"/inquiries/<id>": "inquiry"}, verifier=HMACClaimVerifier(KEY, audience=SERVICE)
+)
 
 if __name__ == "__main__":
     client = app.test_client()
     ok = client.get("/applicants/a1")
-    claim = sign_claim("marketing", KEY)
+    claim = sign_claim("marketing", KEY, audience=SERVICE)
     blocked = client.get("/applicants/a1", headers={"baggage": f"purposeguard.purpose={claim}"})
     print(ok.status_code, ok.json)
     print(blocked.status_code, blocked.json)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import io
 import json
@@ -18,7 +17,6 @@ from typing import Annotated, Any
 import httpx
 import pytest
 import structlog
-import uvicorn
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from hypothesis import HealthCheck, given, settings
@@ -29,6 +27,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import BaseModel, field_serializer
 from starlette.websockets import WebSocket
+from tests._servers import serve
 from tests.conftest import CANARY
 
 import purposeguard as pg
@@ -39,6 +38,7 @@ from purposeguard.outbound import StripPurposePropagator
 from purposeguard.testing import RecordingSink
 
 KEY = b"asgi-test-key-0123456789"
+AUD = "asgi-svc"
 ECHO = ("recruitment", "audit", "inquiry", "marketing.events")
 
 
@@ -160,7 +160,7 @@ def make_app(seen: dict[str, list[Any]]) -> FastAPI:
     app.add_middleware(
         PurposeMiddleware,
         routes={"/echo/{n}": list(ECHO)},
-        verifier=HMACClaimVerifier(KEY),
+        verifier=HMACClaimVerifier(KEY, audience=AUD),
         claim_header="x-purpose",
     )
 
@@ -175,25 +175,6 @@ def make_app(seen: dict[str, list[Any]]) -> FastAPI:
 
     app.add_middleware(Probe)
     return app
-
-
-@contextlib.contextmanager
-def serve(app: Any, **options: Any) -> Iterator[str]:
-    """Run ``app`` under a real uvicorn server on 127.0.0.1 (ephemeral port) in a thread."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", **options)
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:  # uvicorn offers no startup event to wait on
-        assert thread.is_alive(), "uvicorn failed to start"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{srv.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        srv.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +207,11 @@ def sink(configured: pg.Policy) -> RecordingSink:
     return out
 
 
+def signed(purpose: str) -> str:
+    """A fresh claim (each is accepted once) for this test's service."""
+    return sign_claim(purpose, KEY, audience=AUD)
+
+
 def baggage(claim: str) -> dict[str, str]:
     return {"baggage": f"other=1,purposeguard.purpose={claim},x=y"}
 
@@ -239,13 +225,12 @@ async def test_1000_concurrent_requests_with_mixed_purposes_show_no_cross_talk(
     server: tuple[str, dict[str, list[Any]]], configured: pg.Policy
 ) -> None:
     url, _ = server
-    claims = {p: sign_claim(p, KEY) for p in ECHO}
     plan = [(i, random.choice((None, *ECHO))) for i in range(1000)]
     limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
 
         async def one(i: int, claimed: str | None) -> tuple[str | None, dict[str, Any]]:
-            headers = baggage(claims[claimed]) if claimed else {}
+            headers = baggage(signed(claimed)) if claimed else {}
             response = await client.get(f"/echo/{i}", headers=headers)
             assert response.status_code == 200, response.text
             return claimed, response.json()
@@ -272,7 +257,7 @@ def test_route_declared_purpose_blocks_a_wrong_purpose_use_end_to_end(
     url, _ = server
     with httpx.Client(base_url=url) as client:
         allowed = client.get("/applicant/7")
-        denied = client.get("/applicant/7", headers=baggage(sign_claim("marketing", KEY)))
+        denied = client.get("/applicant/7", headers=baggage(signed("marketing")))
     assert (allowed.status_code, allowed.json()["id"]) == (200, "7")
     assert (
         denied.status_code,
@@ -320,8 +305,8 @@ def test_dependency_declares_purpose_and_accepts_only_its_own(
     url, _ = server
     with httpx.Client(base_url=url) as client:
         plain = client.get("/dep")
-        picked = client.get("/dep", headers=baggage(sign_claim("audit", KEY)))
-        refused = client.get("/dep", headers=baggage(sign_claim("recruitment", KEY)))
+        picked = client.get("/dep", headers=baggage(signed("audit")))
+        refused = client.get("/dep", headers=baggage(signed("recruitment")))
     assert plain.json() == {"purpose": "inquiry"}
     assert picked.json() == {"purpose": "audit"}
     assert (refused.status_code, refused.json()["detail"]["reason"]) == (403, "not_allowed")
@@ -332,7 +317,7 @@ def test_undeclared_route_runs_without_purpose_and_ignores_claims(
 ) -> None:
     url, _ = server
     with httpx.Client(base_url=url) as client:
-        response = client.get("/open", headers=baggage(sign_claim("audit", KEY)))
+        response = client.get("/open", headers=baggage(signed("audit")))
     assert response.json() == {"purpose": None}
 
 
@@ -341,7 +326,8 @@ def test_undeclared_route_runs_without_purpose_and_ignores_claims(
     [
         (baggage("audit"), 403, "untrusted"),  # unsigned: the caller is not trusted
         ({"x-purpose": "audit"}, 403, "untrusted"),
-        (baggage("v1:audit:1:AAAA"), 403, "untrusted"),  # bad signature
+        (baggage("v1:audit:1:AAAA"), 403, "unsupported_version"),  # the old format
+        (baggage(f"v2:audit:1:{AUD}:-:{'n' * 22}:{'s' * 43}"), 403, "untrusted"),  # bad signature
         (baggage("x" * 600), 400, "oversized"),
         ({"baggage": "purposeguard.purpose=" + "a" * 9000}, 400, "oversized"),
         (baggage("%FF%FE"), 400, "malformed"),
@@ -365,9 +351,10 @@ def test_bad_claims_are_refused_recorded_and_never_echoed(
             import base64
             import hashlib
             import hmac
+            import secrets
 
             claimed = value.split("SIGNED:")[1].split(",")[0]
-            body = f"v1:{claimed}:{int(time.time())}"
+            body = f"v2:{claimed}:{int(time.time())}:{AUD}:-:{secrets.token_urlsafe(16)}"
             sig = base64.urlsafe_b64encode(hmac.new(KEY, body.encode(), hashlib.sha256).digest())
             headers[name] = value.replace(
                 f"SIGNED:{claimed}", f"{body}:{sig.rstrip(b'=').decode()}"
@@ -539,14 +526,17 @@ def test_guarded_response_model_serializes_under_the_route_purpose_only(
         return store[applicant_id]
 
     with (
-        serve(PurposeMiddleware(app, verifier=HMACClaimVerifier(KEY)), log_level="critical") as url,
+        serve(
+            PurposeMiddleware(app, verifier=HMACClaimVerifier(KEY, audience=AUD)),
+            log_level="critical",
+        ) as url,
         # uvicorn closes the connection after an app error (the 500s): no keep-alive, so the
         # next request never races that close on a reused connection
         httpx.Client(base_url=url, limits=httpx.Limits(max_keepalive_connections=0)) as client,
         pg.testing.capture_violations() as events,
     ):
         allowed = client.get("/applicants/a1")
-        refused = client.get("/applicants/a1", headers=baggage(sign_claim("marketing", KEY)))
+        refused = client.get("/applicants/a1", headers=baggage(signed("marketing")))
         bare = client.get("/undeclared/a1")
     assert (allowed.status_code, allowed.json()) == (200, {"applicant_id": "a1", "email": CANARY})
     # pydantic wraps a violation raised while serializing; on a declared route the middleware
@@ -590,7 +580,7 @@ def test_refused_claims_reach_the_audit_log_and_no_log_holds_the_claim(
         (f'{CANARY}"; {CANARY}', "untrusted"),  # not a valid baggage value
         (CANARY * 20, "oversized"),
         (f"{CANARY}%0A", "malformed"),
-        (sign_claim(canary_id, KEY), "unknown_purpose"),
+        (signed(canary_id), "unknown_purpose"),
     ]
     app = FastAPI()
 
@@ -603,7 +593,9 @@ def test_refused_claims_reach_the_audit_log_and_no_log_holds_the_claim(
         with (
             structlog.testing.capture_logs() as logs,
             serve(
-                PurposeMiddleware(app, verifier=HMACClaimVerifier(KEY), claim_header="x-purpose"),
+                PurposeMiddleware(
+                    app, verifier=HMACClaimVerifier(KEY, audience=AUD), claim_header="x-purpose"
+                ),
                 log_config=None,
                 log_level="trace",
                 access_log=True,

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from purposeguard.middleware import HMACClaimVerifier, purposes, sign_claim
+from purposeguard.middleware import HMACClaimVerifier, TrustedPeers, purposes, sign_claim
 
 KEY = "django-test-key-0123456789"
+AUD = "django-svc"
 
 if not settings.configured:
     settings.configure(
@@ -24,7 +25,7 @@ if not settings.configured:
         USE_TZ=True,
         PURPOSEGUARD_WEB={
             "routes": {"echo/<int:n>/": ["recruitment", "audit"], "named-open": "security"},
-            "verifier": HMACClaimVerifier(KEY),
+            "verifier": HMACClaimVerifier(KEY, audience=AUD),
         },
     )
     import django
@@ -32,7 +33,7 @@ if not settings.configured:
     django.setup()
 
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse  # noqa: E402
-from django.test import AsyncClient, Client  # noqa: E402
+from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 import purposeguard as pg  # noqa: E402
@@ -104,6 +105,10 @@ def _accessor() -> Iterator[None]:
     assert not any(g.name.endswith("load") and "django" in g.name for g in pg.testing.guards())
 
 
+def signed(purpose: str, route: str | None = None) -> str:
+    return sign_claim(purpose, KEY, audience=AUD, route=route)
+
+
 def bag(claim: str) -> dict[str, str]:
     return {"HTTP_BAGGAGE": f"purposeguard.purpose={claim}"}
 
@@ -117,7 +122,7 @@ def test_sync_routes_run_under_their_purpose_and_claims_pick_among_them(
 ) -> None:
     client = Client()
     assert client.get("/echo/1/").json() == {"n": 1, "purpose": "recruitment"}
-    assert client.get("/echo/2/", **bag(sign_claim("audit", KEY))).json() == {
+    assert client.get("/echo/2/", **bag(signed("audit"))).json() == {
         "n": 2,
         "purpose": "audit",
     }
@@ -129,7 +134,7 @@ def test_sync_routes_run_under_their_purpose_and_claims_pick_among_them(
 def test_wrong_purpose_use_is_blocked_end_to_end(configured: pg.Policy) -> None:
     client = Client()
     assert client.get("/applicant/5/").json() == {"id": 5}
-    denied = client.get("/applicant/5/", **bag(sign_claim("marketing", KEY)))
+    denied = client.get("/applicant/5/", **bag(signed("marketing")))
     assert (denied.status_code, denied.json()["error"]) == (403, "purpose_violation")
 
 
@@ -141,7 +146,7 @@ def test_bad_claims_get_json_errors_without_echo(
     configured: pg.Policy, claim: str, status: int, reason: str
 ) -> None:
     if claim.startswith("SIGN:"):
-        claim = sign_claim(claim[5:], KEY)
+        claim = signed(claim[5:])
     response = Client().get("/echo/1/", **bag(claim))
     assert (status, reason) == (response.status_code, response.json()["reason"])
     assert claim not in response.content.decode()
@@ -155,7 +160,7 @@ def test_sync_streaming_body_is_iterated_under_the_purpose(configured: pg.Policy
 async def test_async_client_routes_and_streams_under_the_purpose(configured: pg.Policy) -> None:
     client = AsyncClient()
     assert (await client.get("/async/")).json() == {"purpose": "inquiry"}
-    assert (await client.get("/echo/3/", headers=abag(sign_claim("audit", KEY)))).json() == {
+    assert (await client.get("/echo/3/", headers=abag(signed("audit")))).json() == {
         "n": 3,
         "purpose": "audit",
     }
@@ -165,3 +170,58 @@ async def test_async_client_routes_and_streams_under_the_purpose(configured: pg.
     refused = await client.get("/echo/3/", headers=abag("audit"))
     assert (refused.status_code, refused.json()["reason"]) == (403, "untrusted")
     assert pg.current_purpose() is None
+
+
+def test_a_route_bound_claim_counts_on_its_django_route_only(configured: pg.Policy) -> None:
+    client = Client()
+    ok = client.get("/echo/1/", **bag(signed("audit", route="echo/<int:n>/")))
+    other = client.get("/echo/1/", **bag(signed("audit", route="applicant/<int:pk>/")))
+    assert ok.json() == {"n": 1, "purpose": "audit"}
+    assert (other.status_code, other.json()["reason"]) == (403, "wrong_route")
+
+
+def peers_client(**verifier: Any) -> Client:
+    options = {**settings.PURPOSEGUARD_WEB, "verifier": TrustedPeers(["10.0.0.2"], **verifier)}
+    with override_settings(PURPOSEGUARD_WEB=options):
+        client = Client()
+        client.get("/plain/")  # the handler builds the middleware now, under these settings
+    return client
+
+
+def outcome(response: Any) -> str:
+    if response.status_code == 200:
+        return f"purpose:{response.json()['purpose']}"
+    assert "10.0.0" not in response.content.decode()
+    return f"{response.status_code}:{response.json()['reason']}"
+
+
+@pytest.mark.parametrize(
+    ("proxies", "meta", "expected"),
+    [
+        ((), {"REMOTE_ADDR": "10.0.0.2"}, "purpose:audit"),
+        ((), {"REMOTE_ADDR": "10.0.0.9"}, "403:untrusted"),
+        # REMOTE_ADDR as a server (or a middleware) that rewrites it from the header leaves it
+        ((), {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "10.0.0.2"}, "403:forwarded"),
+        (
+            ("10.0.0.3",),
+            {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "10.0.0.2"},
+            "403:forwarding_ambiguous",
+        ),
+        # a real chain: the named proxy connected, and appended the caller
+        (
+            ("10.0.0.3",),
+            {"REMOTE_ADDR": "10.0.0.3", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 10.0.0.2"},
+            "purpose:audit",
+        ),
+        (
+            ("10.0.0.3",),
+            {"REMOTE_ADDR": "10.0.0.3", "HTTP_X_FORWARDED_FOR": "10.0.0.2, 10.0.0.9"},
+            "403:untrusted",
+        ),
+    ],
+)
+def test_django_trusts_remote_addr_only_as_the_forwarding_rule_allows(
+    configured: pg.Policy, proxies: tuple[str, ...], meta: dict[str, str], expected: str
+) -> None:
+    client = peers_client(proxies=proxies)
+    assert outcome(client.get("/echo/1/", **bag("audit"), **meta)) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 from collections.abc import Iterator
@@ -11,14 +12,26 @@ from typing import Any
 import httpx
 import pytest
 import requests
-from flask import Flask, Response, jsonify, stream_with_context
+from flask import Flask, Response, jsonify, request, stream_with_context
+from tests._servers import (
+    PROXY,
+    SERVER_HOST,
+    STRANGER,
+    TRUSTED,
+    client_from,
+    proxy_to,
+    require_loopback_aliases,
+)
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import make_server
 
 import purposeguard as pg
-from purposeguard.middleware import HMACClaimVerifier, purposes, sign_claim
+from purposeguard.middleware import HMACClaimVerifier, TrustedPeers, purposes, sign_claim
+from purposeguard.middleware._claims import _BODIES
 from purposeguard.middleware.wsgi import PurposeWSGIMiddleware, init_flask
 
 KEY = "wsgi-test-key-0123456789"
+AUD = "wsgi-svc"
 ECHO = ("recruitment", "audit", "inquiry")
 
 
@@ -56,8 +69,14 @@ def make_app(holder: dict[str, Any]) -> Flask:
     def open_route() -> Any:
         return jsonify(purpose=pg.current_purpose())
 
-    init_flask(app, routes={"/echo/<int:n>": list(ECHO)}, verifier=HMACClaimVerifier(KEY))
+    init_flask(
+        app, routes={"/echo/<int:n>": list(ECHO)}, verifier=HMACClaimVerifier(KEY, audience=AUD)
+    )
     return app
+
+
+def signed(purpose: str) -> str:
+    return sign_claim(purpose, KEY, audience=AUD)
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +97,11 @@ def server() -> Iterator[str]:
 def test_concurrent_requests_with_mixed_purposes_show_no_cross_talk(
     server: str, configured: pg.Policy
 ) -> None:
-    claims = {p: sign_claim(p, KEY) for p in ECHO}
-
     def one(i: int) -> tuple[str, dict[str, Any]]:
         claimed = ECHO[i % 3]
         with requests.get(
             f"{server}/echo/{i}",
-            headers={"baggage": f"purposeguard.purpose={claims[claimed]}"},
+            headers={"baggage": f"purposeguard.purpose={signed(claimed)}"},
             timeout=30,
         ) as response:
             return claimed, response.json()
@@ -101,7 +118,7 @@ def test_flask_route_blocks_a_wrong_purpose_use_end_to_end(
         allowed = client.get("/applicant/7")
         denied = client.get(
             "/applicant/7",
-            headers={"baggage": f"purposeguard.purpose={sign_claim('marketing', KEY)}"},
+            headers={"baggage": f"purposeguard.purpose={signed('marketing')}"},
         )
     assert (allowed.status_code, allowed.json()) == (200, {"id": "7"})
     assert (denied.status_code, denied.json()["error"]) == (403, "purpose_violation")
@@ -127,7 +144,7 @@ def test_bad_claims_are_refused_without_echo(
     server: str, configured: pg.Policy, claim: str, status: int, reason: str
 ) -> None:
     if claim.startswith("SIGN:"):
-        claim = sign_claim(claim[5:], KEY)
+        claim = signed(claim[5:])
     with httpx.Client(base_url=server) as client:
         response = client.get("/echo/1", headers={"baggage": f"purposeguard.purpose={claim}"})
     assert (status, reason) == (response.status_code, response.json()["reason"])
@@ -170,3 +187,78 @@ def test_bare_wsgi_app_routes_by_path_template(configured: pg.Policy) -> None:
     call("GET", "/other")
     assert seen == ["inquiry", "audit", "security"]
     assert pg.current_purpose() is None
+
+
+# --- who is trusted: REMOTE_ADDR, werkzeug's ProxyFix and a real proxy in front ------------------
+
+
+def peers_app(verifier: TrustedPeers, proxy_fix: bool) -> Flask:
+    app = Flask("wsgi_peers")
+
+    @app.get("/orders/<order_id>")
+    @purposes("inquiry", "audit")
+    def order(order_id: str) -> Any:
+        return jsonify(purpose=pg.current_purpose(), remote_addr=request.remote_addr)
+
+    init_flask(app, verifier=verifier)
+    if proxy_fix:  # outermost: it rewrites REMOTE_ADDR before the middleware sees the request
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    return app
+
+
+@contextlib.contextmanager
+def werkzeug_server(app: Flask) -> Iterator[str]:
+    srv = make_server(SERVER_HOST, 0, app, threaded=True)  # listening once made
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://{SERVER_HOST}:{srv.server_port}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(10)
+
+
+def outcome(response: httpx.Response) -> str:
+    if response.status_code == 200:
+        return f"purpose:{response.json()['purpose']}"
+    assert response.content in _BODIES.values()
+    return f"{response.status_code}:{response.json()['reason']}"
+
+
+CLAIM = {"baggage": "purposeguard.purpose=audit"}
+
+
+def test_proxyfix_rewriting_remote_addr_does_not_make_a_spoofer_trusted(
+    configured: pg.Policy,
+) -> None:
+    require_loopback_aliases()
+    app = peers_app(TrustedPeers([TRUSTED]), proxy_fix=True)
+    with (
+        werkzeug_server(app) as url,
+        client_from(SERVER_HOST, url) as local,
+        client_from(TRUSTED, url) as peer,
+    ):
+        spoofed = local.get("/orders/1", headers={**CLAIM, "x-forwarded-for": TRUSTED})
+        direct = peer.get("/orders/1", headers=CLAIM)
+    assert outcome(spoofed) == "403:forwarded"
+    assert (outcome(direct), direct.json()["remote_addr"]) == ("purpose:audit", TRUSTED)
+
+
+@pytest.mark.parametrize("proxy_fix", [True, False], ids=["proxyfix", "plain"])
+def test_with_the_proxy_named_flask_trusts_the_caller_behind_it(
+    configured: pg.Policy, proxy_fix: bool
+) -> None:
+    require_loopback_aliases()
+    app = peers_app(TrustedPeers([TRUSTED], proxies=[PROXY]), proxy_fix=proxy_fix)
+    with werkzeug_server(app) as url, proxy_to(url) as front:
+        with client_from(TRUSTED, front) as peer, client_from(STRANGER, front) as stranger:
+            through = peer.get("/orders/1", headers=CLAIM)
+            refused = stranger.get("/orders/1", headers={**CLAIM, "x-forwarded-for": TRUSTED})
+        with client_from(SERVER_HOST, url) as local:
+            bypass = local.get("/orders/1", headers={**CLAIM, "x-forwarded-for": TRUSTED})
+    assert outcome(through) == "purpose:audit"
+    # ProxyFix's rewrite is what Flask reports; the middleware reads the server's own peer
+    assert through.json()["remote_addr"] == (TRUSTED if proxy_fix else PROXY)
+    assert outcome(refused) == "403:untrusted"
+    assert outcome(bypass) == "403:untrusted"  # from loopback, which is no named proxy

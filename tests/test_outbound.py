@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import unquote
+
 import httpx
 import pytest
 import requests
+from fastapi import FastAPI
 from opentelemetry import baggage, context, propagate
+from tests._servers import serve
 
 import purposeguard as pg
-from purposeguard.middleware import BAGGAGE_KEY, HMACClaimVerifier, sign_claim
+from purposeguard.middleware import BAGGAGE_KEY, Caller, ClaimRefused, HMACClaimVerifier, purposes
+from purposeguard.middleware.asgi import PurposeMiddleware
 from purposeguard.outbound import Outbound, StripPurposePropagator
 
 KEY = "outbound-test-key-0123456789"
@@ -41,15 +47,89 @@ def test_no_active_purpose_sends_none(configured: pg.Policy) -> None:
 
 
 def test_signed_claim_verifies_on_the_receiving_side(configured: pg.Policy) -> None:
-    out = Outbound(internal=["internal"], key=KEY)
+    out = Outbound(internal={"internal": "internal-svc"}, key=KEY)
     with pg.purpose("inquiry"):
         value = sent_headers(out, "http://internal/")["baggage"].split("purposeguard.purpose=")[1]
-    from urllib.parse import unquote
+    assert value == unquote(value)  # a claim is sent unescaped
+    assert value.startswith("v2:inquiry:")
+    receiver = HMACClaimVerifier(KEY, audience="internal-svc")
+    assert receiver(value, Caller({})) == "inquiry"
+    with pytest.raises(ClaimRefused) as refused:
+        HMACClaimVerifier(KEY, audience="other-svc")(value, Caller({}))
+    assert refused.value.reason == "wrong_audience"
 
-    from purposeguard.middleware import Caller
 
-    assert HMACClaimVerifier(KEY)(unquote(value), Caller({})) == "inquiry"
-    assert sign_claim("inquiry", KEY).startswith("v1:inquiry:")
+def test_each_destination_gets_a_fresh_claim_for_its_own_service(configured: pg.Policy) -> None:
+    out = Outbound(internal={"billing:8080": "billing-svc", "*.hr.svc": "hr-svc"}, key=KEY)
+    with pg.purpose("audit"):
+        claims = [out.claim(u) for u in ("http://billing:8080/a", "http://billing:8080/a")]
+        hr = out.claim("https://people.hr.svc/x")
+        external = out.claim("https://partner.example.com/x")
+    assert [c.split(":")[3] for c in claims if c] == ["billing-svc", "billing-svc"]
+    assert claims[0] != claims[1]  # a new nonce each time
+    assert hr is not None
+    assert hr.split(":")[3] == "hr-svc"
+    assert external is None
+
+
+def test_a_signer_is_told_the_destination_service(configured: pg.Policy) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def signer(purpose: str, audience: str | None) -> str:
+        seen.append((purpose, audience))
+        return purpose
+
+    mapped = Outbound(internal={"billing": "billing-svc"}, signer=signer)
+    listed = Outbound(internal=["billing"], signer=signer)
+    with pg.purpose("audit"):
+        mapped.claim("http://billing/")
+        listed.claim("http://billing/")
+    assert seen == [("audit", "billing-svc"), ("audit", None)]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"internal": ["billing"], "key": KEY}, "mapping from host pattern to service name"),
+        ({"internal": {"billing": "not a name"}, "key": KEY}, "service name of 'billing'"),
+        ({"internal": "billing"}, "not one string"),
+        ({"internal": {"billing": "b"}, "key": "short"}, "at least 16 bytes"),
+    ],
+)
+def test_signing_settings_are_checked_when_configured(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(pg.ConfigurationError, match=message):
+        Outbound(**options)
+
+
+def test_outbound_claims_are_accepted_by_their_service_once_and_by_no_other(
+    configured: pg.Policy,
+) -> None:
+    def service(audience: str) -> PurposeMiddleware:
+        app = FastAPI()
+
+        @app.get("/orders/{order_id}")
+        @purposes("inquiry", "audit")
+        async def order(order_id: str) -> dict[str, str | None]:
+            return {"purpose": pg.current_purpose()}
+
+        return PurposeMiddleware(app, verifier=HMACClaimVerifier(KEY, audience=audience))
+
+    sent: list[str] = []
+    with serve(service("orders-svc")) as orders, serve(service("billing-svc")) as billing:
+        out = Outbound(internal={orders.split("//")[1]: "orders-svc"}, key=KEY)
+        hooks = out.httpx_hooks()
+        hooks["request"].append(lambda r: sent.append(r.headers["baggage"]))
+        with httpx.Client(event_hooks=hooks) as client, pg.purpose("audit"):  # type: ignore[arg-type]
+            first = client.get(f"{orders}/orders/1")
+            second = client.get(f"{orders}/orders/2")
+        with httpx.Client() as plain:  # the claims, replayed by someone who saw them
+            elsewhere = plain.get(f"{billing}/orders/1", headers={"baggage": sent[0]})
+            again = plain.get(f"{orders}/orders/1", headers={"baggage": sent[1]})
+    assert [first.json(), second.json()] == [{"purpose": "audit"}] * 2
+    assert (elsewhere.status_code, elsewhere.json()["reason"]) == (403, "wrong_audience")
+    assert (again.status_code, again.json()["reason"]) == (403, "replayed")
 
 
 def test_requests_adapter_strips_for_external_and_sets_for_internal(configured: pg.Policy) -> None:

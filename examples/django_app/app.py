@@ -12,6 +12,7 @@ import django
 from django.conf import settings
 
 KEY = os.environ.get("CLAIM_KEY", "example-claim-key-change-me")
+SERVICE = "applicants-svc"  # the name callers sign claims for (the audience)
 
 if not settings.configured:
     settings.configure(
@@ -34,7 +35,7 @@ import purposeguard as pg  # noqa: E402
 from purposeguard.middleware import HMACClaimVerifier, purposes, sign_claim  # noqa: E402
 
 pg.configure(policy=Path(__file__).resolve().parent.parent / "policy.yaml")
-verifier = HMACClaimVerifier(KEY)
+verifier = HMACClaimVerifier(KEY, audience=SERVICE)
 
 
 @pg.accessor(collected_for=("recruitment",))
@@ -70,7 +71,7 @@ if __name__ == "__main__":
 
         client = Client()
         ok = client.get("/applicants/a1/")
-        claim = sign_claim("marketing", KEY)
+        claim = sign_claim("marketing", KEY, audience=SERVICE)
         blocked = client.get("/applicants/a1/", HTTP_BAGGAGE=f"purposeguard.purpose={claim}")
         print(ok.status_code, ok.json())
         print(blocked.status_code, blocked.json())

@@ -5,19 +5,20 @@ so the purpose is put into the outbound ``baggage`` header only for destinations
 internal and stripped from every other request (a purpose entry that arrived with the inbound
 request, or that an OpenTelemetry propagator copied, is stripped too)::
 
-    out = Outbound(internal=["*.svc.cluster.local", "billing:8080"], key=SHARED_KEY)
+    out = Outbound(internal={"billing:8080": "billing-svc", "*.hr.svc": "hr-svc"}, key=KEY)
     client = httpx.Client(event_hooks=out.httpx_hooks())        # httpx
     session = out.requests_session()                              # requests
     out.inject(headers, url)                                      # OpenTelemetry propagate.inject
 
-With ``key=`` the claim is signed (see ``purposeguard.middleware.HMACClaimVerifier``), so the
-receiving service can trust it without trusting the network.
+With ``key=`` each request gets a fresh claim signed for the destination's service (see
+``purposeguard.middleware.HMACClaimVerifier``): the receiving service can trust it without
+trusting the network, and nobody can replay it to another service or a second time.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -35,7 +36,8 @@ from opentelemetry.propagators.textmap import (
 from ._context import current_purpose
 from ._ids import is_purpose_id
 from .exceptions import ConfigurationError
-from .middleware._claims import BAGGAGE_KEY, sign_claim
+from .middleware._claims import BAGGAGE_KEY
+from .middleware._signed import check_audience, sign_claim
 
 __all__ = ["Outbound", "StripPurposePropagator", "strip_purpose"]
 
@@ -71,8 +73,13 @@ class Outbound:
     """Which destinations are internal, and how the purpose is sent to them.
 
     - ``internal``: host patterns, matched case-insensitively: ``"billing"``,
-      ``"*.svc.cluster.local"`` (fnmatch-style), optionally with a port (``"billing:8080"``).
-    - ``key``: sign the claim with this HMAC key; or ``signer``: any ``purpose -> claim`` function.
+      ``"*.svc.cluster.local"`` (fnmatch-style), optionally with a port (``"billing:8080"``); or
+      a mapping from such a pattern to the service name (the ``audience``) its claims are
+      signed for: ``{"billing:8080": "billing-svc"}``. The first matching pattern wins.
+    - ``key``: sign each claim with this HMAC key for the destination's service (a fresh nonce
+      per request); ``internal`` must then be a mapping. Or ``signer``: any
+      ``(purpose, audience) -> claim`` function (``audience`` is the mapped service name, or
+      None). Neither: the plain purpose id is sent (for :class:`TrustedPeers` receivers).
     - ``claim_header``: also send the purpose in this header to internal destinations (and strip
       it elsewhere); by default only baggage carries it.
     """
@@ -81,62 +88,82 @@ class Outbound:
 
     def __init__(
         self,
-        internal: Iterable[str],
+        internal: Iterable[str] | Mapping[str, str],
         *,
         key: bytes | str | None = None,
-        signer: Callable[[str], str] | None = None,
+        signer: Callable[[str, str | None], str] | None = None,
         claim_header: str | None = None,
     ) -> None:
         if key is not None and signer is not None:
             raise ConfigurationError("give key= or signer=, not both")
+        audiences = isinstance(internal, Mapping)
+        if isinstance(internal, str):
+            raise ConfigurationError("internal= takes a list of host patterns, not one string")
         if key is not None:
-            sign_claim("audit", key)  # fail now on a short key, not at the first request
+            if not audiences:
+                raise ConfigurationError(
+                    "Outbound(key=...) signs each claim for the service that receives it: give "
+                    "internal= as a mapping from host pattern to service name, for example "
+                    "{'billing:8080': 'billing-svc'}"
+                )
+            sign_claim("audit", key, audience="check")  # fail now on a short key
             signing_key = key
 
-            def signer(purpose: str) -> str:
-                return sign_claim(purpose, signing_key)
+            def signer(purpose: str, audience: str | None) -> str:
+                assert audience is not None  # every pattern has one (checked below)
+                return sign_claim(purpose, signing_key, audience=audience)
 
         self.signer = signer
         self.claim_header = claim_header.lower() if claim_header else None
+        pairs: Iterable[tuple[Any, Any]] = (
+            internal.items() if isinstance(internal, Mapping) else ((i, None) for i in internal)
+        )
         patterns = []
-        for item in internal:
+        for item, service in pairs:
             if not isinstance(item, str) or not item.strip():
                 raise ConfigurationError(f"internal destinations are host patterns, not {item!r}")
+            audience = None
+            if audiences:
+                audience = check_audience(service, f"Outbound: the service name of {item!r}")
             host, _, port = item.strip().lower().rpartition(":") if ":" in item else (item, "", "")
             if port and not port.isdigit():
                 raise ConfigurationError(f"{item!r}: the port must be a number")
-            patterns.append((host.strip().lower(), int(port) if port else None))
+            patterns.append((host.strip().lower(), int(port) if port else None, audience))
         self._patterns = tuple(patterns)
 
-    def is_internal(self, url: Any) -> bool:
-        """True iff ``url`` (a string, ``httpx.URL`` or anything whose ``str`` is a URL) is an
-        internal destination."""
+    def _match(self, url: Any) -> tuple[str | None] | None:
+        """``(audience,)`` of the first internal pattern ``url`` matches, or None."""
         try:
             parts = urlsplit(str(url))
             host = (parts.hostname or "").lower()
             port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
         except ValueError:  # a malformed URL (bad port, ...) is never internal
-            return False
-        if not host:
-            return False
-        return any(
-            fnmatch.fnmatchcase(host, pattern) and (want is None or want == port)
-            for pattern, want in self._patterns
-        )
-
-    def claim(self) -> str | None:
-        """The claim for the active purpose (signed if configured), or None without one."""
-        purpose = current_purpose()
-        if purpose is None or not is_purpose_id(purpose):
             return None
-        return self.signer(purpose) if self.signer is not None else purpose
+        if not host:
+            return None
+        for pattern, want, audience in self._patterns:
+            if fnmatch.fnmatchcase(host, pattern) and (want is None or want == port):
+                return (audience,)
+        return None
+
+    def is_internal(self, url: Any) -> bool:
+        """True iff ``url`` (a string, ``httpx.URL`` or anything whose ``str`` is a URL) is an
+        internal destination."""
+        return self._match(url) is not None
+
+    def claim(self, url: Any) -> str | None:
+        """The claim to send to ``url`` for the active purpose (signed for its service if
+        configured), or None when ``url`` is not internal or no purpose is active."""
+        found = self._match(url)
+        purpose = current_purpose()
+        if found is None or purpose is None or not is_purpose_id(purpose):
+            return None
+        return self.signer(purpose, found[0]) if self.signer is not None else purpose
 
     def apply(self, headers: MutableMapping[str, str], url: Any) -> None:
         """Set or strip the purpose in ``headers`` for a request to ``url``, in place."""
         strip_purpose(headers, self.claim_header)
-        if not self.is_internal(url):
-            return
-        claim = self.claim()
+        claim = self.claim(url)
         if claim is None:
             return
         member = f"{BAGGAGE_KEY}={quote(claim, safe=':-_.~')}"

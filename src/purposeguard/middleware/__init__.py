@@ -11,24 +11,28 @@ from __future__ import annotations
 from ._claims import (
     BAGGAGE_KEY,
     MAX_CLAIM_LENGTH,
-    Caller,
     ClaimReader,
-    HMACClaimVerifier,
     Rejection,
     RoutePurposes,
-    TrustedPeers,
-    Verifier,
     purposes,
-    sign_claim,
 )
+from ._peers import FORWARDING_HEADERS, TrustedPeers
+from ._replay import ReplayCache
+from ._signed import CLAIM_VERSION, HMACClaimVerifier, sign_claim
+from ._verify import REASONS, Caller, ClaimRefused, Verifier
 
 __all__ = [
     "BAGGAGE_KEY",
+    "CLAIM_VERSION",
+    "FORWARDING_HEADERS",
     "MAX_CLAIM_LENGTH",
+    "REASONS",
     "Caller",
     "ClaimReader",
+    "ClaimRefused",
     "HMACClaimVerifier",
     "Rejection",
+    "ReplayCache",
     "RoutePurposes",
     "TrustedPeers",
     "Verifier",

@@ -8,13 +8,9 @@ it can only pick one of the route's declared purposes. Everything here is framew
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import ipaddress
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import unquote
 
@@ -22,25 +18,21 @@ from .._emitter import emitter
 from .._ids import describe_bad_id, is_purpose_id
 from .._state import state
 from ..exceptions import ConfigurationError, PolicyError
+from ._verify import IGNORABLE, REASONS, Caller, ClaimRefused, Verifier
 
 __all__ = [
     "BAGGAGE_KEY",
     "MAX_BAGGAGE_LENGTH",
     "MAX_CLAIM_LENGTH",
-    "Caller",
     "ClaimReader",
-    "HMACClaimVerifier",
     "Rejection",
     "RoutePurposes",
-    "TrustedPeers",
-    "Verifier",
     "purposes",
-    "sign_claim",
 ]
 
 #: The W3C baggage entry that carries a purpose between services.
 BAGGAGE_KEY: Final = "purposeguard.purpose"
-#: Longest accepted claim value, in characters (a signed claim is ~190).
+#: Longest accepted claim value, in characters (a v2 signed claim is at most 335).
 MAX_CLAIM_LENGTH: Final = 512
 #: W3C Baggage caps the header at 8192 bytes; a longer one carrying our key is rejected.
 MAX_BAGGAGE_LENGTH: Final = 8192
@@ -134,130 +126,7 @@ def validate_declarations(declarations: Mapping[str, RoutePurposes], where: str)
             )
 
 
-# --- callers and verifiers -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who sent a request, as far as the server can tell; what a verifier looks at.
-
-    ``headers`` has lowercase names (repeated headers joined with ``,``); ``client`` is the peer
-    address; ``raw`` is the framework's own request data (ASGI scope, WSGI environ or Django
-    ``request.META``), for example to read a TLS client identity a server puts there.
-    """
-
-    headers: Mapping[str, str]
-    client: tuple[str, int] | None = None
-    raw: Any = field(default=None, repr=False, compare=False)
-
-
-#: A verifier gets the raw claim and the caller, and returns the purpose it vouches for, or
-#: ``None`` when the caller is not trusted or the claim does not verify.
-Verifier = Callable[[str, Caller], "str | None"]
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _key_bytes(key: bytes | str) -> bytes:
-    data = key.encode() if isinstance(key, str) else bytes(key)
-    if len(data) < 16:
-        raise ConfigurationError("a claim-signing key needs at least 16 bytes")
-    return data
-
-
-def sign_claim(purpose: str, key: bytes | str, *, now: float | None = None) -> str:
-    """An HMAC-SHA256-signed claim ``v1:<purpose>:<unix time>:<signature>`` for
-    :class:`HMACClaimVerifier`. Every character is valid in a W3C baggage value."""
-    if not is_purpose_id(purpose):
-        raise ConfigurationError(describe_bad_id(purpose))
-    stamp = int(time.time() if now is None else now)
-    body = f"v1:{purpose}:{stamp}"
-    sig = hmac.new(_key_bytes(key), body.encode("ascii"), hashlib.sha256).digest()
-    return f"{body}:{_b64(sig)}"
-
-
-class HMACClaimVerifier:
-    """Trust a claim signed with a shared key (see :func:`sign_claim`) and at most ``max_age``
-    seconds old (``skew`` seconds in the future are tolerated). Several keys may be given for
-    rotation; any one verifies."""
-
-    __slots__ = ("_clock", "_keys", "max_age", "skew")
-
-    def __init__(
-        self,
-        *keys: bytes | str,
-        max_age: float = 300.0,
-        skew: float = 30.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        if not keys:
-            raise ConfigurationError("HMACClaimVerifier needs at least one key")
-        self._keys = tuple(_key_bytes(k) for k in keys)
-        self.max_age, self.skew, self._clock = max_age, skew, clock
-
-    def __repr__(self) -> str:
-        return f"HMACClaimVerifier(<{len(self._keys)} key(s)>, max_age={self.max_age})"
-
-    def __call__(self, claim: str, caller: Caller) -> str | None:
-        parts = claim.split(":")
-        if len(parts) != 4 or parts[0] != "v1" or not parts[2].isdigit() or len(parts[2]) > 12:
-            return None
-        body = claim[: claim.rfind(":")].encode("ascii", "replace")
-        sig = parts[3].encode("ascii", "replace")
-        good = any(
-            hmac.compare_digest(_b64(hmac.new(k, body, hashlib.sha256).digest()).encode(), sig)
-            for k in self._keys
-        )
-        if not good:
-            return None
-        age = self._clock() - int(parts[2])
-        if age > self.max_age or age < -self.skew:
-            return None
-        return parts[1]
-
-
-class TrustedPeers:
-    """Trust a plain claim (just the purpose id) from these peer addresses or networks, for
-    example a mesh sidecar that has already checked the caller's mTLS identity."""
-
-    __slots__ = ("_networks",)
-
-    def __init__(self, peers: Iterable[str]) -> None:
-        try:
-            self._networks = tuple(ipaddress.ip_network(p, strict=False) for p in peers)
-        except ValueError as exc:
-            raise ConfigurationError(f"TrustedPeers: {exc}") from None
-
-    def __call__(self, claim: str, caller: Caller) -> str | None:
-        if caller.client is None:
-            return None
-        try:
-            address = ipaddress.ip_address(caller.client[0])
-        except ValueError:
-            return None
-        return claim if any(address in net for net in self._networks) else None
-
-
 # --- reading a claim -----------------------------------------------------------------------------
-
-_STATUS = {
-    "oversized": 400,
-    "malformed": 400,
-    "ambiguous": 400,
-    "untrusted": 403,
-    "unknown_purpose": 403,
-    "not_allowed": 403,
-}
-_DETAIL = {
-    "oversized": "The purpose claim is too long.",
-    "malformed": "The purpose claim is not well-formed.",
-    "ambiguous": "The request carries more than one purpose claim.",
-    "untrusted": "Purpose claims are not accepted from this caller.",
-    "unknown_purpose": "The claimed purpose is not declared in the policy.",
-    "not_allowed": "This route does not run under the claimed purpose.",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,12 +140,12 @@ class Rejection:
 
     @property
     def status(self) -> int:
-        return _STATUS[self.reason]
+        return REASONS[self.reason][0]
 
     def body(self) -> dict[str, str]:
         """The JSON response body: a reason code and fixed text, never the claim."""
         return {"error": "purpose_claim_rejected", "reason": self.reason,
-                "detail": _DETAIL[self.reason]}  # fmt: skip
+                "detail": REASONS[self.reason][1]}  # fmt: skip
 
     def body_bytes(self) -> bytes:
         return _BODIES[self.reason]
@@ -312,11 +181,11 @@ def _json(reason: str) -> bytes:
     import json
 
     return json.dumps(
-        {"error": "purpose_claim_rejected", "reason": reason, "detail": _DETAIL[reason]}
+        {"error": "purpose_claim_rejected", "reason": reason, "detail": REASONS[reason][1]}
     ).encode()
 
 
-_BODIES = {reason: _json(reason) for reason in _STATUS}
+_BODIES = {reason: _json(reason) for reason in REASONS}
 
 
 def _reject(reason: str, source: str, raw: str | bytes) -> Rejection:
@@ -358,7 +227,9 @@ class ClaimReader:
     - ``header``: also read a plain header (for example ``"x-purpose"``) besides baggage.
     - ``baggage``: read the W3C ``baggage`` entry ``purposeguard.purpose`` (default True).
     - ``untrusted``: ``"reject"`` (default) answers 403 when an unverified caller sends a claim;
-      ``"ignore"`` runs the request under the route's default purpose instead.
+      ``"ignore"`` runs the request under the route's default purpose instead. Only "this caller
+      may not claim" is ignored (``untrusted``, ``forwarded``, ``forwarding_ambiguous``); a
+      signed claim that is expired, replayed or for another service is refused either way.
     - ``max_length``: longest claim value accepted.
     """
 
@@ -442,19 +313,20 @@ class ClaimReader:
         if isinstance(found, Rejection):
             return found
         source, claim = found
-        if self.verifier is None:
-            return (
-                route.default if self.untrusted == "ignore" else _reject("untrusted", source, claim)
-            )
-        try:
-            vouched = self.verifier(claim, caller())
-        except Exception:  # a failing verifier vouches for nobody; it must not become a 500
-            vouched = None
+        reason = "untrusted"
+        vouched = None
+        if self.verifier is not None:
+            try:
+                vouched = self.verifier(claim, caller())
+            except ClaimRefused as refused:
+                reason = refused.reason
+            except Exception:  # a failing verifier vouches for nobody; it must not become a 500
+                pass
         if vouched is None:
-            return (
-                route.default if self.untrusted == "ignore" else _reject("untrusted", source, claim)
-            )
-        if not is_purpose_id(vouched):
+            if self.untrusted == "ignore" and reason in IGNORABLE:
+                return route.default
+            return _reject(reason, source, claim)
+        if not isinstance(vouched, str) or not is_purpose_id(vouched):
             return _reject("malformed", source, claim)
         compiled = state.compiled
         if compiled is not None and vouched not in compiled.purposes:

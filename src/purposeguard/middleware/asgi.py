@@ -37,17 +37,16 @@ from ..exceptions import ConfigurationError
 from ..models import violation_of
 from ._claims import (
     MAX_CLAIM_LENGTH,
-    Caller,
     ClaimReader,
     Rejection,
     RoutePurposes,
-    Verifier,
     declared_on,
     purposes,
     route_declarations,
     split_key,
     validate_declarations,
 )
+from ._verify import Caller, Verifier
 
 __all__ = ["PurposeMiddleware", "purposes", "require_purpose"]
 
@@ -67,14 +66,14 @@ def _claim_headers(scope: Scope, names: frozenset[bytes]) -> list[tuple[str, str
     ]
 
 
-def _caller(scope: Scope) -> Caller:
+def _caller(scope: Scope, route: str | None) -> Caller:
     headers: dict[str, str] = {}
     for name, value in scope.get("headers") or ():
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers[key] = f"{headers[key]},{text}" if key in headers else text
-    client = scope.get("client")
-    return Caller(headers, tuple(client) if client else None, scope)
+    client = scope.get("client")  # the server may have rewritten it: see TrustedPeers
+    return Caller(headers, tuple(client) if client else None, scope, route)
 
 
 async def _refuse(rejection: Rejection, scope: Scope, send: Send) -> None:
@@ -108,7 +107,7 @@ class _PurposeRoute:
         for name, _ in scope.get("headers") or ():  # most requests carry no claim at all
             if name in names:
                 pairs = _claim_headers(scope, names)
-                outcome = reader.decide(decl, pairs, lambda: _caller(scope))
+                outcome = reader.decide(decl, pairs, lambda: _caller(scope, self.label))
                 break
         if isinstance(outcome, Rejection):
             outcome.record(self.label, "asgi")
@@ -290,12 +289,12 @@ def require_purpose(*ids: str) -> Any:
             checked[0] = state.compiled
         scope = connection.scope
         reader: ClaimReader = scope.get(READER_KEY) or _NO_CLAIMS
+        template = getattr(scope.get("route"), "path", None)
         outcome = reader.decide(
-            decl, _claim_headers(scope, reader.byte_names), lambda: _caller(scope)
+            decl, _claim_headers(scope, reader.byte_names), lambda: _caller(scope, template)
         )
         if isinstance(outcome, Rejection):
-            route = getattr(scope.get("route"), "path", None) or "require_purpose"
-            outcome.record(route, "fastapi")
+            outcome.record(template or "require_purpose", "fastapi")
             if scope["type"] == "websocket":
                 raise WebSocketException(1008, f"purpose_claim_rejected:{outcome.reason}")
             raise HTTPException(outcome.status, detail=outcome.body())

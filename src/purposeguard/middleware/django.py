@@ -49,7 +49,6 @@ from .._context import _current
 from .._state import state
 from ..exceptions import ConfigurationError
 from ._claims import (
-    Caller,
     ClaimReader,
     Rejection,
     RoutePurposes,
@@ -58,6 +57,7 @@ from ._claims import (
     split_key,
     validate_declarations,
 )
+from ._verify import Caller
 
 __all__ = ["SETTING", "PurposeGuardMiddleware", "purposes"]
 
@@ -88,12 +88,12 @@ def _pairs(request: HttpRequest, names: frozenset[str]) -> Iterator[tuple[str, s
             yield name, value
 
 
-def _caller(request: HttpRequest) -> Caller:
+def _caller(request: HttpRequest, route: str) -> Caller:
     headers = {k.lower(): v for k, v in request.headers.items()}
-    addr = request.META.get("REMOTE_ADDR")
+    addr = request.META.get("REMOTE_ADDR")  # under ASGI, the server's (maybe rewritten) client
     port = str(request.META.get("REMOTE_PORT") or "0")
     return Caller(headers, (addr, int(port) if port.isdigit() else 0) if addr else None,
-                  request.META)  # fmt: skip
+                  request.META, route)  # fmt: skip
 
 
 def _stream(content: Iterator[Any], purpose: str | None) -> Iterator[Any]:
@@ -201,7 +201,9 @@ class PurposeGuardMiddleware:
         if decl is None:
             return self._default
         reader = self._reader
-        outcome = reader.decide(decl, _pairs(request, reader.names), lambda: _caller(request))
+        outcome = reader.decide(
+            decl, _pairs(request, reader.names), lambda: _caller(request, label)
+        )
         if isinstance(outcome, Rejection):
             outcome.record(label, "django")
         return outcome

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from http import HTTPStatus
 from typing import Any, Literal
 
 from .._context import _current
@@ -21,17 +22,16 @@ from .._state import state
 from ..exceptions import ConfigurationError
 from ._claims import (
     MAX_CLAIM_LENGTH,
-    Caller,
     ClaimReader,
     Rejection,
     RoutePurposes,
-    Verifier,
     declared_on,
     purposes,
     route_declarations,
     split_key,
     validate_declarations,
 )
+from ._verify import Caller, Verifier
 
 __all__ = ["PurposeWSGIMiddleware", "init_flask", "purposes"]
 
@@ -39,7 +39,7 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _UNCHECKED: Any = object()
-_REASON = {400: "400 Bad Request", 403: "403 Forbidden"}
+
 _PARAM = re.compile(r"\{([^}:]+)(?::([^}]+))?\}|<(?:([^>:]+):)?([^>]+)>")
 
 
@@ -62,7 +62,7 @@ def _environ_pairs(environ: Mapping[str, Any], names: frozenset[str]) -> Iterato
             yield name, value
 
 
-def _caller(environ: Mapping[str, Any]) -> Caller:
+def _caller(environ: Mapping[str, Any], route: str) -> Caller:
     headers = {
         k[5:].lower().replace("_", "-"): v for k, v in environ.items() if k.startswith("HTTP_")
     }
@@ -70,9 +70,14 @@ def _caller(environ: Mapping[str, Any]) -> Caller:
         if environ.get(key):
             headers[key.lower().replace("_", "-")] = environ[key]
     addr = environ.get("REMOTE_ADDR")
+    # werkzeug's ProxyFix rewrites REMOTE_ADDR from X-Forwarded-For and keeps the server's value
+    # here (no header can set an environ key without the HTTP_ prefix)
+    original = environ.get("werkzeug.proxy_fix.orig")
+    if isinstance(original, Mapping) and isinstance(original.get("REMOTE_ADDR"), str):
+        addr = original["REMOTE_ADDR"]
     port = environ.get("REMOTE_PORT") or "0"
     client = (addr, int(port) if str(port).isdigit() else 0) if addr else None
-    return Caller(headers, client, environ)
+    return Caller(headers, client, environ, route)
 
 
 class _PurposeIterable:
@@ -205,13 +210,13 @@ class PurposeWSGIMiddleware:
             if decl is not None:
                 reader = self._reader
                 outcome = reader.decide(
-                    decl, _environ_pairs(environ, reader.names), lambda: _caller(environ)
+                    decl, _environ_pairs(environ, reader.names), lambda: _caller(environ, label)
                 )
                 if isinstance(outcome, Rejection):
                     outcome.record(label, "wsgi")
                     body = outcome.body_bytes()
                     start_response(
-                        _REASON[outcome.status],
+                        f"{outcome.status} {HTTPStatus(outcome.status).phrase}",
                         [("Content-Type", "application/json"),
                          ("Content-Length", str(len(body)))],
                     )  # fmt: skip
