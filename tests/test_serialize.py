@@ -385,6 +385,13 @@ class Contact:
     email: Annotated[str, pg.CollectedFor("recruitment")]
 
 
+if args.get("subclass"):  # a plain dataclass subclass, guarded as @dataclass makes it
+
+    @dataclass(**args["options"])
+    class Contact(Contact):  # type: ignore[no-redef]
+        note: str = "plain"
+
+
 CALLS = {
     "orjson": lambda o: orjson.dumps(
         o, default=json_default, option=orjson.OPT_PASSTHROUGH_DATACLASS
@@ -413,11 +420,16 @@ for name in args["calls"]:
 
 
 def run_child(
-    options: dict[str, bool], mode: str, purpose: str | None, calls: list[str]
+    options: dict[str, bool],
+    mode: str,
+    purpose: str | None,
+    calls: list[str],
+    subclass: bool = False,
 ) -> tuple[int, list[dict[str, Any]]]:
     """The child's exit code (negative: killed by that signal) and one result per call it
-    finished."""
-    args = {"options": options, "mode": mode, "purpose": purpose, "calls": calls}
+    finished; ``subclass``: of records of a plain dataclass subclass of the guarded one."""
+    args: dict[str, Any] = {"options": options, "mode": mode, "purpose": purpose}
+    args |= {"calls": calls, "subclass": subclass}
     args["canary"] = CANARY
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(args)],
@@ -457,22 +469,18 @@ def test_a_slotted_dataclass_under_a_denied_purpose_never_crashes_the_supported_
 # __dict__ (unless OPT_PASSTHROUGH_DATACLASS): it writes a guarded dataclass's __dict__ without
 # its _-prefixed vault, a partial record, silently; for slots=True it reads each field from C
 # and does not check for an exception, so a denied read in enforce mode is a SIGSEGV
-# (ijl/orjson#426). The class @pg.guarded returns must not have __dataclass_fields__ in its own
-# __dict__ for orjson to hand it to default= (docs/models.md, "What they do on their own").
-@pytest.mark.xfail(
-    strict=True,
-    reason="orjson reads a guarded dataclass itself: a silent partial record, or a SIGSEGV on "
-    "a denied slot read; needs the core change described above",
-)
+# (ijl/orjson#426). So a guarded dataclass keeps __dataclass_fields__ out of its own __dict__
+# (purposeguard/_adopt.py), a plain dataclass subclass of one too: orjson hands it to default=.
+@pytest.mark.parametrize("subclass", [False, True], ids=["class", "subclass"])
 @pytest.mark.parametrize(
     ("mode", "purpose"), [("enforce", ALLOWED), ("enforce", DENIED), ("monitor", DENIED)]
 )
 @pytest.mark.parametrize("kind", ["dataclass", "slots", "frozen_slots"])
 def test_orjson_without_passthrough_refuses_a_guarded_dataclass_loudly(
-    kind: str, mode: str, purpose: str
+    kind: str, mode: str, purpose: str, subclass: bool
 ) -> None:
     code, results = run_child(
-        DATACLASS_OPTIONS[kind], mode, purpose, ["orjson_bare", "orjson_default"]
+        DATACLASS_OPTIONS[kind], mode, purpose, ["orjson_bare", "orjson_default"], subclass
     )
     assert code == 0
     bare, with_default = results

@@ -20,14 +20,17 @@ import contextvars
 import dataclasses
 import functools
 import sys
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import replace as replace_layout
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
+from ._adopt import adopted, present
 from ._fields import MISSING, FieldGuard, PickleMode
 from ._frames import caller, channel_of
+from ._inherit import guarded_bases
 from ._layout import (
     VAULT_ATTRIBUTE,
     ClassBinder,
@@ -186,26 +189,49 @@ def _repr(self: Any) -> str:
 @overload
 def guarded(cls: C, /) -> C: ...
 @overload
-def guarded(*, pickle: PickleMode = "refuse") -> Callable[[C], C]: ...
+def guarded(*, pickle: PickleMode | None = None) -> Callable[[C], C]: ...
 
 
-def guarded(cls: Any = None, /, *, pickle: PickleMode = "refuse") -> Any:
+def guarded(cls: Any = None, /, *, pickle: PickleMode | None = None) -> Any:
     """Guard a stdlib dataclass's ``CollectedFor`` fields: ``@pg.guarded`` above ``@dataclass``.
 
     Reads are checked (``getattr``, ``dataclasses.asdict``/``astuple``, the generated ``==`` and
     ``hash``); values are sealed in the instance, so ``vars()``, copies and pickling never expose
     them; ``repr`` is redacted; ``dataclasses.replace`` copies the seal. Works with ``frozen`` and
-    ``slots=True`` dataclasses. Raises ConfigurationError if ``cls`` is not a dataclass.
+    ``slots=True`` dataclasses. A dataclass subclass of a guarded dataclass is guarded too,
+    decorated or not, its fields' tags inherited (docs/models.md, "Subclasses"); ``pickle``
+    is ``"refuse"`` unless set, a subclass's its base's. Returns a subclass of ``cls`` that
+    keeps ``__dataclass_fields__`` out of its own ``__dict__``, so serializers that read
+    dataclasses from C refuse it instead of reading it around the guards. Raises
+    ConfigurationError if ``cls`` is not a stdlib dataclass.
     """
 
     frame = sys._getframe(1)
     localns = dict(frame.f_locals) if frame.f_code.co_name != "<module>" else None
 
     def decorate(klass: C) -> C:
-        _instrument(klass, pickle, localns)
-        return klass
+        bases = guarded_bases(klass)
+        inherited: PickleMode = bases[0].pickle if bases else "refuse"
+        if adopted(klass):  # a subclass, guarded as @dataclass made it
+            if pickle is not None and pickle != inherited:
+                raise ConfigurationError(
+                    f"{klass.__qualname__} inherits pickle={inherited!r} from its guarded base "
+                    f"(a subclass is guarded as @dataclass makes it), not pickle={pickle!r}: "
+                    "set it on the base"
+                )
+        else:
+            _instrument(klass, inherited if pickle is None else pickle, localns)
+        if not klass.__purposeguard_layout__.guards:  # type: ignore[attr-defined]
+            return klass
+        return present(klass, _adopt)  # type: ignore[return-value]
 
     return decorate if cls is None else decorate(cls)
+
+
+def _adopt(cls: type, localns: dict[str, Any] | None) -> None:
+    """Guard a plain dataclass subclass of a guarded dataclass, as its bases are."""
+    (nearest, *_) = guarded_bases(cls)
+    _instrument(cls, nearest.pickle, localns)
 
 
 def _instrument(cls: type, pickle: PickleMode, localns: dict[str, Any] | None) -> None:
@@ -213,6 +239,12 @@ def _instrument(cls: type, pickle: PickleMode, localns: dict[str, Any] | None) -
         raise ConfigurationError(
             f"@pg.guarded takes a dataclass, not {cls!r}: put it above @dataclass "
             "(for pydantic models, subclass pg.GuardedModel)"
+        )
+    if "__pydantic_validator__" in cls.__dict__ or "__pydantic_fields__" in cls.__dict__:
+        raise ConfigurationError(
+            f"@pg.guarded takes a stdlib dataclass, not the pydantic dataclass "
+            f"{cls.__qualname__} (pydantic's own __init__ would store its values unsealed): "
+            "subclass pg.GuardedModel for pydantic validation, or use @dataclasses.dataclass"
         )
     if "__purposeguard_layout__" in cls.__dict__:
         raise ConfigurationError(f"{cls.__qualname__} is already guarded")
@@ -238,13 +270,14 @@ def _instrument(cls: type, pickle: PickleMode, localns: dict[str, Any] | None) -
         ((f.name, metadata_of(hints.get(f.name)), default_of(f)) for f in fields),
         "raise",  # pydantic dumps a dataclass through its attributes: reads
         pickle,
+        guarded_bases(cls),
     )
     slotted = "__slots__" in cls.__dict__
     meta = [n for n in (layout.consent, layout.subject, layout.collected) if n is not None]
     vaulted = tuple(f.name for f in fields if f.name in layout.guards)
     if vaulted:  # the vault holds the facts of the record too (the guarded values first)
         vaulted += tuple(n for n in meta if n not in layout.guards)
-    members = {n: cls.__dict__[n] for n in vaulted} if slotted else {}
+    members = {n: _slot_member(cls, n) for n in vaulted} if slotted else {}
     layout = replace_layout(
         layout,
         storage="slot" if slotted else "dict",
@@ -270,6 +303,19 @@ def _instrument(cls: type, pickle: PickleMode, localns: dict[str, Any] | None) -
         setattr(cls, "__repr__", _repr)  # noqa: B010
     if slotted:
         _pickle_slots(cls, layout, tuple(f.name for f in fields))
+
+
+def _slot_member(cls: type, name: str) -> Any:
+    """The slot member descriptor of field ``name``: the class's own, or the one a guarded base
+    replaced with its descriptor."""
+    for klass in cls.__mro__:
+        own = klass.__dict__.get(name)
+        if isinstance(own, types.MemberDescriptorType):
+            return own
+        layout = klass.__dict__.get("__purposeguard_layout__")
+        if layout is not None and name in layout.members:
+            return layout.members[name]
+    raise ConfigurationError(f"{cls.__qualname__}.{name}: no slot holds this field")
 
 
 def _plain_dataclass(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> bool:

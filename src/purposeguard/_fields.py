@@ -131,6 +131,7 @@ class FieldGuard(Guard):
         "category",
         "consent_cache",
         "default",
+        "lineage",
         "on_denied",
         "own_retention",
         "pickle",
@@ -151,10 +152,13 @@ class FieldGuard(Guard):
         pickle: PickleMode = "refuse",
         retention: timedelta | None = None,
         timed: bool = False,
+        lineage: tuple[str, ...] = (),
     ) -> None:
         tags = list(tags)
         first = tags[0] if tags else None
-        super().__init__(path, [FieldRef(path, first), *tags[1:]])
+        super().__init__(path, [FieldRef(path, first, lineage), *tags[1:]])
+        #: the paths of this field in its class's guarded bases (their policy entries apply)
+        self.lineage = lineage
         self.binding = _UNBOUND_FIELD
         self.category = category
         self.default = default
@@ -192,7 +196,9 @@ class FieldGuard(Guard):
             return FieldBinding(None, plain.tags, frozenset())
         policy = compiled.policy
         source = policy.source or "<python>"
-        category = self.category or compiled.field_categories.get(self.name)
+        category = self.category or next(
+            filter(None, map(compiled.field_categories.get, (self.name, *self.lineage))), None
+        )
         if category is not None and category not in policy.categories:
             raise PolicyError(
                 f"field {self.name} is in category {category!r}, which the policy does not declare",
@@ -215,7 +221,7 @@ class FieldGuard(Guard):
                     )
         if closed is not None:
             usable = usable & closed
-        retention = retention_of(compiled, self.name, category, self.own_retention)
+        retention = retention_of(compiled, (self.name, *self.lineage), category, self.own_retention)
         if retention is not None and not self.timed and definition:
             raise PolicyError(
                 f"field {self.name} has a retention period, but its record has no collection "
@@ -309,18 +315,19 @@ def question(
 
 def retention_of(
     compiled: CompiledPolicy | None,
-    path: str,
+    paths: tuple[str, ...],
     category: str | None,
     own: timedelta | None,
 ) -> timedelta | None:
-    """The retention period in force for the field at ``path``: the shortest of its own (the
-    class's ``CollectedFor(retention=...)`` or a caller's), its policy ``fields:`` entry's and
-    its category's; None if none of them sets one."""
+    """The retention period in force for the field at ``paths`` (its own, then its lineage):
+    the shortest of its own (the class's ``CollectedFor(retention=...)`` or a caller's), its
+    policy ``fields:`` entries' and its category's; None if none of them sets one."""
     periods = [own] if own is not None else []
     if compiled is not None:
-        spec = compiled.policy.fields.get(path)
-        if spec is not None and spec.retention is not None:
-            periods.append(spec.retention)
+        for path in paths:
+            spec = compiled.policy.fields.get(path)
+            if spec is not None and spec.retention is not None:
+                periods.append(spec.retention)
         found = compiled.policy.categories.get(category) if category else None
         if found is not None and found.retention is not None:
             periods.append(found.retention)

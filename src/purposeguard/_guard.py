@@ -46,10 +46,12 @@ _DENIAL_CACHE_LIMIT = 256  # purposes are ids of the policy, or a few unknown on
 
 @dataclass(frozen=True, slots=True)
 class FieldRef:
-    """A tagged field: its dotted path and the tag its class declares (if any)."""
+    """A tagged field: its dotted path, the tag its class declares (if any), and the paths of
+    the same field in its class's guarded bases (whose policy entries tag it too)."""
 
     path: str
     tag: Tag | None
+    lineage: tuple[str, ...] = ()
 
 
 def field_ref(owner: Any, name: str) -> FieldRef:
@@ -125,8 +127,9 @@ class Guard:
             if isinstance(source, Tag):
                 out.append(source)
                 continue
-            from_policy = compiled.field_tags.get(source.path) if compiled else None
-            found = [t for t in (source.tag, from_policy) if t is not None]
+            paths = (source.path, *source.lineage) if compiled else ()
+            from_policy = [compiled.field_tags.get(p) for p in paths] if compiled else []
+            found = [t for t in (source.tag, *from_policy) if t is not None]
             if not found and compiled is not None:
                 raise PolicyError(
                     f"{self.name} uses field {source.path}, which has no purposes",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import operator
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from typing import Any, Literal
 from ._compile import CompiledPolicy, Tag
 from ._context import _current
 from ._fields import FieldGuard, OnDenied, PickleMode, Record, admit, record_of
+from ._inherit import Inherited, inherit, own_markers
 from ._markers import CollectedAt, CollectedFor, Consent, SubjectId, is_marker
 from ._sealed import (
     ABSENT,
@@ -89,6 +90,10 @@ class Layout:
     vaulted: tuple[str, ...] = ()
     pickle: PickleMode = "refuse"
     members: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: each field's purposeguard markers, its own and those inherited (what a subclass inherits)
+    markers: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    #: each guarded field's paths in the class's guarded bases, nearest first
+    lineage: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     #: what the vault holds
     shape: Shape = field(init=False)
     #: the guarded fields sealed one by one, as (name, guard) pairs
@@ -233,19 +238,25 @@ def collect(
     fields: Iterable[tuple[str, list[Any], Any]],
     on_denied: OnDenied,
     pickle: PickleMode,
+    bases: Sequence[Inherited] = (),
 ) -> Layout:
-    """The layout of the class at ``path`` from its ``(name, metadata, default)`` fields: a
-    guard for each field its markers or the configured policy's paths tag, and the consent,
-    subject and collection-time fields. Validates everything, then registers the guards (a bad
-    tag registers none); raises ConfigurationError or PolicyError."""
+    """The layout of the class at ``path`` from its ``(name, metadata, default)`` fields and
+    the layouts of its guarded ``bases`` (see :mod:`._inherit`): a guard for each field its
+    markers, its bases' or the configured policy's paths tag, and the consent, subject and
+    collection-time fields. Validates everything, then registers the guards (a bad tag
+    registers none); raises ConfigurationError or PolicyError."""
     compiled = state.compiled
     guards: dict[str, FieldGuard] = {}
     tags: dict[str, Tag] = {}
     policy_only: set[str] = set()
+    all_markers: dict[str, tuple[Any, ...]] = {}
+    lineages: dict[str, tuple[str, ...]] = {}
     consent: str | None = None
     subject: str | None = None
     collected: str | None = None
-    for name, metadata, default in fields:
+    for name, own, default in fields:
+        metadata, lineage = inherit(path, name, own, bases)
+        all_markers[name] = own_markers(metadata)
         markers = [m for m in metadata if isinstance(m, CollectedFor)]
         if any(is_marker(m, SubjectId) for m in metadata):
             if subject is not None:
@@ -264,8 +275,9 @@ def collect(
                 raise ConfigurationError(f"{path}.{name}: a Consent field cannot be CollectedAt")
             collected = name
         field_path = f"{path}.{name}"
-        if not markers and not (compiled is not None and field_path in compiled.field_tags):
+        if not markers and not lineage and not (compiled and field_path in compiled.field_tags):
             continue
+        lineages[name] = lineage
         categories = {m.category for m in markers if m.category is not None}
         if len(categories) > 1:
             raise ConfigurationError(f"{field_path}: CollectedFor markers name two categories")
@@ -278,6 +290,7 @@ def collect(
             on_denied=on_denied,
             pickle=pickle,
             retention=min(periods) if periods else None,
+            lineage=lineage,
         )
         if markers:
             tags[name] = markers[0].tag
@@ -303,6 +316,8 @@ def collect(
         subject,
         collected,
         frozenset(policy_only),
+        markers=MappingProxyType(all_markers),
+        lineage=MappingProxyType(lineages),
     )
 
 

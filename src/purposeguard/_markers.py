@@ -36,12 +36,14 @@ class CollectedFor:
     (a strict category, such as My Number, may be used only for its closed purpose list, which
     per-record consent never widens); ``retention`` (``"30d"``, ``"3y"`` or a timedelta) is how
     long the data may be used, counted from the record's :data:`CollectedAt` time (the shortest
-    of it, the policy's field entry and the category's applies). Raises ConfigurationError here
+    of it, the policy's field entry and the category's applies). In a subclass, a field's tags
+    are inherited and its own narrow them; ``widen=True`` replaces the inherited tags instead
+    (docs/models.md, "Subclasses"). Raises ConfigurationError here
     if a purpose id or the retention is malformed; purposes the policy does not declare are a
     PolicyError when the class is defined or the policy configured.
     """
 
-    __slots__ = ("category", "retention", "tag")
+    __slots__ = ("category", "retention", "tag", "widen")
 
     def __init__(
         self,
@@ -50,6 +52,7 @@ class CollectedFor:
         mode: Mode | None = None,
         category: str | None = None,
         retention: str | timedelta | None = None,
+        widen: bool = False,
     ) -> None:
         if not collected_for:
             raise ConfigurationError("CollectedFor needs at least one purpose")
@@ -72,11 +75,13 @@ class CollectedFor:
         self.tag = Tag.of(collected_for, tuple(prohibited), mode)
         self.category = category
         self.retention = period
+        self.widen = bool(widen)
 
     def __repr__(self) -> str:
         extra = f", prohibited={self.tag.prohibited!r}" if self.tag.prohibited else ""
         extra += f", category={self.category!r}" if self.category else ""
         extra += f", retention={self.retention!r}" if self.retention is not None else ""
+        extra += ", widen=True" if self.widen else ""
         return f"CollectedFor{self.tag.collected_for!r}{extra}"
 
     def __get_pydantic_core_schema__(

@@ -22,6 +22,7 @@ from pydantic_core import PydanticSerializationError, PydanticUndefined
 from ._compile import Tag
 from ._dataclasses import guarded
 from ._fields import MISSING, FieldGuard, OnDenied, PickleMode, field_guard
+from ._inherit import guarded_bases
 from ._layout import ClassBinder, Layout, check_options, collect, descriptor_get, guarded_read
 from ._markers import CollectedAt, CollectedFor, Consent, PolicySealed, Redactable, SubjectId
 from ._sealed import field_excluder, pending
@@ -217,10 +218,18 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
         ((name, list(info.metadata), _field_default(info)) for name, info in infos.items()),
         cls.purposeguard_on_denied,
         cls.purposeguard_pickle,
+        guarded_bases(cls),
     )
     vaulted = tuple(n for n, g in layout.guards.items() if g.default is MISSING)
     layout = replace(layout, vaulted=vaulted, pickle=cls.purposeguard_pickle)
     rebuild = False
+    for name, markers in layout.markers.items():
+        # a field re-declared by a subclass gets its bases' markers back (their schema hooks
+        # seal it and check its dumps)
+        missing = [m for m in markers if all(m is not k for k in infos[name].metadata)]
+        if missing:
+            infos[name].metadata.extend(missing)
+            rebuild = True
     for name in layout.policy_only:
         if not any(isinstance(m, PolicySealed) for m in infos[name].metadata):
             infos[name].metadata.append(PolicySealed())
