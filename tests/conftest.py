@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -75,6 +76,18 @@ def configured(alj_policy: pg.Policy) -> pg.Policy:
     """The reference policy, configured in enforce mode."""
     pg.configure(policy=alj_policy)
     return alj_policy
+
+
+def with_policy(policy: pg.Policy, **changes: Any) -> pg.Policy:
+    """``policy`` with some top-level keys changed (mappings are merged into the old ones)."""
+    data = policy.model_dump()
+    data["policy"] = data.pop("id")
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return pg.Policy(**data)
 
 
 def counter_value(reader: InMemoryMetricReader, name: str, **attributes: str) -> int:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import PydanticSerializationError
-from tests.conftest import CANARY
+from tests.conftest import CANARY, with_policy
 
 import purposeguard as pg
 from purposeguard._events import subject_hash
@@ -29,17 +29,6 @@ T = TypeVar("T")
 @pytest.fixture(autouse=True)
 def _own_guards(isolated: None) -> None:
     """Classes defined in a test bind only while it runs (other tests configure other policies)."""
-
-
-def with_policy(alj_policy: pg.Policy, **changes: Any) -> pg.Policy:
-    data = alj_policy.model_dump()
-    data["policy"] = data.pop("id")
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    return pg.Policy(**data)
 
 
 def test_reading_a_guarded_field_checks_the_active_purpose(configured: pg.Policy) -> None:

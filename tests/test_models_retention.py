@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
-from tests.conftest import CANARY
+from tests.conftest import CANARY, with_policy
 
 import purposeguard as pg
 from purposeguard._time import parse_duration
@@ -42,17 +42,6 @@ def clock() -> Iterator[Clock]:
 def expired(collected_at: datetime, period: timedelta, now: datetime) -> bool:
     """The retention rule, written out: data is past its period from ``collected_at + period``."""
     return now >= collected_at + period
-
-
-def with_policy(alj_policy: pg.Policy, **changes: Any) -> pg.Policy:
-    data = alj_policy.model_dump()
-    data["policy"] = data.pop("id")
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    return pg.Policy(**data)
 
 
 def contact_policy(

@@ -32,6 +32,7 @@ from ._markers import CollectedAt, CollectedFor, Consent, SubjectId, is_marker
 from ._sealed import (
     ABSENT,
     IMPURE,
+    NO_FACTS,
     Sealed,
     Shape,
     Vault,
@@ -102,8 +103,10 @@ class Layout:
     has_meta: bool = field(init=False)
     #: whether a dump reads the record's fields through its attributes (a dataclass)
     reads_through_attributes: bool = field(init=False)
-    #: puts every guarded value of a record into a vault (see :func:`sealer`)
+    #: puts every guarded value of a record into a vault (see :func:`fields_sealer`)
     seal: Callable[..., None] = field(init=False, repr=False)
+    #: a model's sealer of the fields pydantic validated, before it makes the record of them
+    seal_fields: Callable[[dict[str, Any]], None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         names = (self.consent, self.subject, self.collected)
@@ -117,7 +120,16 @@ class Layout:
         set_(self, "alone", tuple((n, g) for n, g in self.guards.items() if n not in self.vaulted))
         set_(self, "has_meta", any(name is not None for name in names))
         set_(self, "reads_through_attributes", self.storage != "model")
-        set_(self, "seal", sealer(self))
+        seal_fields = fields_sealer(self)
+        set_(self, "seal_fields", seal_fields)
+        if self.storage == "model":
+            set_(
+                self,
+                "seal",
+                lambda obj, context=None, force=False: seal_fields(obj.__dict__, force),
+            )
+        else:
+            set_(self, "seal", lambda obj, context=None, force=False: _seal_slowly(self, obj))
 
     def vault_of(self, obj: Any) -> Vault | None:
         """The record's vault, or None (not sealed yet)."""
@@ -374,20 +386,23 @@ def vault_value(shape: Shape, index: int, value: Any) -> Any:
 # Compiled per class into straight-line code: it runs once for every record created.
 
 _MODEL_SEALER = """
-def seal_record(obj, context=None, force=False):
-    stored = obj.__dict__
+def seal_fields(stored, force=False):
     try:
         {names}, = get_values(stored)
     except KeyError:  # a field not set (model_construct without it)
-        seal_slowly(obj)
+        seal_slowly(stored)
     else:
         if {plain}:
-            consent, subject, collected = {facts}
-            vault = Vault(({names},), SHAPE, consent, subject, collected, True)
+{facts}
+            vault = new(Vault)  # a pure vault, as Vault() makes one, without its __init__ call
+            vault.values = ({names},)
+            vault.shape = SHAPE
+            vault.subject = subject
+            vault.facts = known
             {stores} = vault
 {nones}
         elif force or not already_sealed(({names},), SHAPE):
-            seal_slowly(obj)
+            seal_slowly(stored)
 {alone}
 """
 
@@ -406,11 +421,22 @@ def facts_source(layout: Layout, value_of: Callable[[str], str]) -> str:
     return f"facts({', '.join(sources)})"
 
 
-def sealer(layout: Layout) -> Callable[..., None]:
-    """The function that seals a record of ``layout``'s class: its vaulted values go into one
-    vault (values already sealed are taken out of their seals first), its other guarded values
-    are sealed one by one, all with the record's current facts. ``force`` seals again even when
-    the record already holds its vault (a fact of it changed)."""
+class _Fields:
+    """A model's fields before pydantic has made the record of them, as the slow sealer reads
+    a record (``obj.__dict__``)."""
+
+    __slots__ = ("__dict__",)
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        self.__dict__ = stored
+
+
+def fields_sealer(layout: Layout) -> Callable[..., None]:
+    """The function that seals the fields of a model record of ``layout``'s class (its
+    ``__dict__``, or what pydantic validated for it): its vaulted values go into one vault
+    (values already sealed are taken out of their seals first), its other guarded values are
+    sealed one by one, all with the record's current facts. ``force`` seals again even when the
+    record already holds its vault (a fact of it changed)."""
     namespace: dict[str, Any] = {
         "__name__": __name__,
         "IMPURE": IMPURE,
@@ -420,19 +446,33 @@ def sealer(layout: Layout) -> Callable[..., None]:
         "SHAPE": layout.shape,
         "KEYS": layout.vaulted,
         "seal": seal,
-        "seal_slowly": lambda obj: _seal_slowly(layout, obj),
+        "seal_slowly": lambda stored: _seal_slowly(layout, _Fields(stored)),
         "already_sealed": already_sealed,
-        "record_of_obj": layout.record,
+        "record_of": lambda stored: layout.record(_Fields(stored)),
         "facts": facts,
         "plain": plain_value,
     }
-    if layout.storage != "model":
-        return lambda obj, context=None, force=False: _seal_slowly(layout, obj)
-    if not layout.vaulted and not layout.alone:
-        return lambda obj, context=None, force=False: None
+    if layout.storage != "model" or (not layout.vaulted and not layout.alone):
+        return lambda stored, force=False: None
     if layout.vaulted:
         namespace["get_values"] = _values_getter(layout.vaulted)
-    fact_expr = facts_source(layout, lambda n: f"stored.get({n!r})")
+    namespace["new"] = object.__new__
+    namespace["NO_FACTS"] = NO_FACTS
+    indent = " " * 12
+    if layout.consent is None and layout.collected is None:
+        fact_expr = f"{indent}known = NO_FACTS\n{indent}subject = None"
+        if layout.subject is not None:
+            name = layout.subject
+            fact_expr = (
+                f"{indent}known = NO_FACTS\n{indent}subject = stored.get({name!r})\n"
+                f"{indent}if type(subject) in IMPURE:\n{indent}    subject = plain(subject, {name!r})"
+            )
+    else:
+        fact_expr = (
+            f"{indent}consent, subject, collected = "
+            f"{facts_source(layout, lambda n: f'stored.get({n!r})')}\n"
+            f"{indent}known = (consent, collected) if consent or collected is not None else NO_FACTS"
+        )
     names = ", ".join(f"v{i}" for i in range(len(layout.vaulted)))
     plain = " and ".join(f"type(v{i}) not in IMPURE" for i in range(len(layout.vaulted)))
     stores = " = ".join(f"stored[{n!r}]" for n in layout.vaulted)
@@ -442,7 +482,7 @@ def sealer(layout: Layout) -> Callable[..., None]:
     )
     alone = ""
     if layout.alone:
-        lines = ["    record = record_of_obj(obj)"]
+        lines = ["    record = record_of(stored)"]
         for i, (name, guard) in enumerate(layout.alone):
             namespace[f"g{i}"] = guard
             lines.append(
@@ -456,15 +496,10 @@ def sealer(layout: Layout) -> Callable[..., None]:
             names=names, plain=plain, facts=fact_expr, stores=stores, nones=nones, alone=alone
         )
     else:
-        source = (
-            "def seal_record(obj, context=None, force=False):\n    stored = obj.__dict__\n"
-            + alone
-            + "\n"
-        )
+        source = "def seal_fields(stored, force=False):\n" + alone + "\n"
     exec(compile(source, __file__, "exec"), namespace)  # a fixed template
-    seal_record: Callable[..., None] = namespace["seal_record"]
-    seal_record.__purposeguard_sealer__ = True  # type: ignore[attr-defined]
-    return seal_record
+    seal_fields: Callable[..., None] = namespace["seal_fields"]
+    return seal_fields
 
 
 def _values_getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:

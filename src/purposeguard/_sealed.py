@@ -33,6 +33,7 @@ from .exceptions import PurposeGuardError, PurposeViolation, SealedPickleError
 __all__ = [
     "ABSENT",
     "IMPURE",
+    "NO_FACTS",
     "already_sealed",
     "Sealed",
     "Shape",
@@ -312,7 +313,8 @@ class Vault:
         self.values = values
         self.shape = shape
         self.subject = subject
-        self.facts = (consent, collected_at) if consent or collected_at is not None else _NO_FACTS
+        # (a model's compiled sealer makes a pure vault inline, the same way: _layout.py)
+        self.facts = (consent, collected_at) if consent or collected_at is not None else NO_FACTS
         if not (IMPURE.isdisjoint(map(type, values)) if pure is None else pure):
             self.__class__ = ImpureVault
 
@@ -458,7 +460,8 @@ class ImpureVault(Vault):
 #: the types that make a vault impure, which a sealer cannot put into a vault as they are: a
 #: value that is itself sealed, or missing
 IMPURE: Final = frozenset({Sealed, _Resealed, Vault, ImpureVault, type(ABSENT)})
-_NO_FACTS: Final[tuple[tuple[str, ...], int | None]] = ((), None)
+#: the facts of a record that states no consent and no collection time
+NO_FACTS: Final[tuple[tuple[str, ...], int | None]] = ((), None)
 
 
 def _unpickle_vault(

@@ -9,15 +9,14 @@ docs/models.md.
 
 from __future__ import annotations
 
-import functools
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ValidationError, model_validator
-from pydantic_core import PydanticSerializationError, PydanticUndefined
+from pydantic import BaseModel, GetCoreSchemaHandler, ValidationError
+from pydantic_core import PydanticSerializationError, PydanticUndefined, core_schema
 
 from ._compile import Tag
 from ._dataclasses import guarded
@@ -80,6 +79,35 @@ def _seal_model(obj: Any, force: bool = False) -> None:
     type(obj).__purposeguard_layout__.seal(obj, None, force)
 
 
+def _model_schema(schema: Any, cls: type) -> Any:
+    """The ``model`` schema of ``cls`` in ``schema`` (which may hold it among definitions)."""
+    while schema.get("type") == "definitions":
+        schema = schema["schema"]
+    if schema.get("type") == "model" and schema.get("cls") is cls:
+        return schema
+    return None
+
+
+def _wrapped(schema: Any) -> bool:
+    function = schema.get("function", {}).get("function") if schema.get("type") else None
+    return bool(getattr(function, "__purposeguard_fields__", False))
+
+
+def _fields_validator(cls: type[GuardedModel]) -> Any:
+    def validate_fields(data: Any, handler: Any) -> Any:
+        try:
+            fields = handler(data)
+        except ValidationError as exc:
+            error = withheld(exc, cls.__purposeguard_sensitive__)
+        else:
+            cls.__purposeguard_layout__.seal_fields(fields[0])
+            return fields
+        raise error  # outside the except block: the original error is nobody's __context__
+
+    validate_fields.__purposeguard_fields__ = True  # type: ignore[attr-defined]
+    return validate_fields
+
+
 class GuardedModel(BaseModel):
     """A pydantic v2 model whose ``CollectedFor`` fields are guarded and sealed.
 
@@ -112,22 +140,19 @@ class GuardedModel(BaseModel):
     #: records, and their aliases)
     __purposeguard_sensitive__: ClassVar[frozenset[str]] = frozenset()
 
-    @model_validator(mode="wrap")
     @classmethod
-    def _purposeguard_validate(cls, data: Any, handler: Any) -> Any:
-        # One call per record pydantic validates, wherever it does (the class itself, a parent,
-        # a TypeAdapter, FastAPI): its errors withhold guarded input, and a new record is sealed
-        # (a record passed through as it is, or validated on assignment, is the input itself:
-        # sealed already, or resealed by __setattr__).
-        try:
-            record = handler(data)
-        except ValidationError as exc:
-            error = withheld(exc, cls.__purposeguard_sensitive__)
-        else:
-            if record is not data:
-                type(record).__purposeguard_layout__.seal(record)
-            return record
-        raise error  # outside the except block: the original error is nobody's __context__
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        # pydantic's schema for the class, its fields' validation wrapped once: wherever the
+        # class is validated (itself, a parent, a TypeAdapter, FastAPI), its errors withhold
+        # guarded input and the validated fields are sealed before the record is made of them.
+        # A record passed through as it is never reaches the fields' validation.
+        schema = handler(source)
+        model = _model_schema(schema, cls)
+        if model is not None and not _wrapped(model["schema"]):
+            model["schema"] = core_schema.no_info_wrap_validator_function(
+                _fields_validator(cls), model["schema"]
+            )
+        return schema
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Any:
@@ -247,9 +272,6 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
         cls.model_rebuild(force=True)
     for name, guard in layout.guards.items():
         type.__setattr__(cls, name, _ModelField(name, guard, layout))
-    post_init = cls.__dict__.get("model_post_init")
-    if post_init is not None and not getattr(post_init, "__purposeguard_seals__", False):
-        type.__setattr__(cls, "model_post_init", _sealing_first(post_init))
     type.__setattr__(cls, "__purposeguard_sensitive__", _sensitive(infos, layout))
     binder = ClassBinder(path, infos, layout.guards)
     register(binder)
@@ -276,19 +298,6 @@ def _holds_guarded(annotation: Any, depth: int = 0) -> bool:
     if isinstance(annotation, type) and layout is not None:
         return bool(layout.guards)
     return any(_holds_guarded(arg, depth + 1) for arg in typing.get_args(annotation))
-
-
-def _sealing_first(post_init: Any) -> Any:
-    """A model's own ``model_post_init``, run once the record is sealed (its reads are checked
-    like any other)."""
-
-    @functools.wraps(post_init)
-    def model_post_init(self: Any, context: Any, /) -> None:
-        _seal_model(self)
-        post_init(self, context)
-
-    model_post_init.__purposeguard_seals__ = True  # type: ignore[attr-defined]
-    return model_post_init
 
 
 def purposes_of(cls: type, name: str) -> frozenset[str]:
