@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from ._adopt import adopted, present
+from ._asdict import clear_built
 from ._fields import MISSING, FieldGuard, PickleMode
 from ._frames import caller, channel_of
 from ._inherit import guarded_bases
@@ -43,12 +44,13 @@ from ._layout import (
     layout_of,
     metadata_of,
     plain_value,
+    refuse_cached_properties,
     store_vault,
     vault_value,
 )
 from ._sealed import ABSENT, IMPURE, Sealed, Vault, facts
 from ._state import register
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, PurposeViolation
 
 __all__ = ["guarded"]
 
@@ -91,7 +93,13 @@ class _Field:
             if value is None or value is ABSENT or isinstance(value, Sealed):
                 return value
             return Sealed(value, self.guard, layout_of(obj).record(obj))
-        return guarded_read(obj, self.guard, vault, channel)
+        if channel not in ("asdict", "astuple"):
+            return guarded_read(obj, self.guard, vault, channel)
+        try:
+            return guarded_read(obj, self.guard, vault, channel)
+        except PurposeViolation:
+            clear_built()  # what the conversion built must not stay in the traceback's frames
+            raise
 
     def __set__(self, obj: Any, value: Any) -> None:
         pending = _initializing.get()
@@ -249,6 +257,7 @@ def _instrument(cls: type, pickle: PickleMode, localns: dict[str, Any] | None) -
     if "__purposeguard_layout__" in cls.__dict__:
         raise ConfigurationError(f"{cls.__qualname__} is already guarded")
     check_options(cls, "raise", pickle)
+    refuse_cached_properties(cls)
     module = sys.modules.get(cls.__module__)
     try:
         hints = typing.get_type_hints(

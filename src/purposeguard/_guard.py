@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -236,7 +237,7 @@ def violate(
             ),
         )  # fmt: skip
     if mode == "enforce":
-        raise PurposeViolation(
+        exc = PurposeViolation(
             purpose=purpose,
             allowed=allowed,
             prohibited=prohibited,
@@ -247,6 +248,19 @@ def violate(
             policy_id=policy_id,
             policy_version=policy_version,
         )
+        kept = raised.get()
+        if kept is not None:
+            kept[0] = exc
+        raise exc
+
+
+#: Where the violation raised last is kept while code that serializes guarded records runs
+#: (GuardedModel's dump methods, a request in the ASGI middleware): pydantic wraps what a
+#: serializer raises (in JSON mode without a ``__cause__``), and that code raises it as itself.
+#: Nothing is kept elsewhere: a violation's traceback holds frames, and their locals.
+raised: ContextVar[list[PurposeViolation | None] | None] = ContextVar(
+    "purposeguard.raised", default=None
+)
 
 
 # --- accessors -----------------------------------------------------------------------------------

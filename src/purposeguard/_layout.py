@@ -17,6 +17,7 @@ field's slot (``slot``).
 
 from __future__ import annotations
 
+import functools
 import operator
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -53,6 +54,7 @@ __all__ = [
     "Storage",
     "check_options",
     "collect",
+    "refuse_cached_properties",
     "descriptor_get",
     "facts_source",
     "guarded_read",
@@ -243,6 +245,25 @@ def check_options(cls: type, on_denied: object, pickle: object) -> None:
         raise ConfigurationError(
             f"{cls.__qualname__}: pickle must be 'refuse' or 'purpose', not {pickle!r}"
         )
+
+
+def refuse_cached_properties(cls: type) -> None:
+    """Raise ConfigurationError if ``cls`` (or a base of its own) has a
+    ``functools.cached_property``: it would keep a value derived from guarded fields unsealed
+    in the record's ``__dict__``, for every later purpose, ``vars()`` and copy to find."""
+    for klass in cls.__mro__:
+        if klass.__module__.split(".")[0] in ("builtins", "pydantic", "purposeguard"):
+            continue
+        for name, attribute in vars(klass).items():
+            if isinstance(attribute, functools.cached_property) or isinstance(
+                getattr(attribute, "wrapped", None), functools.cached_property
+            ):
+                raise ConfigurationError(
+                    f"{cls.__qualname__}.{name}: a functools.cached_property on a guarded class "
+                    "keeps the value it derives unsealed in the record, where every later "
+                    "purpose, vars() and copies find it; use a @property (each read checked), "
+                    "or cache the function that derives it with @pg.cache"
+                )
 
 
 def collect(

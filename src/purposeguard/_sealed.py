@@ -17,7 +17,6 @@ and the serializers open them, after the field decision (:mod:`purposeguard._fie
 from __future__ import annotations
 
 import copy
-import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,7 +42,6 @@ __all__ = [
     "field_dumper",
     "field_excluder",
     "open_sealed",
-    "pending",
     "register_for_unpickling",
     "seal",
     "unrestricted",
@@ -479,15 +477,6 @@ def _unpickle_vault(
 # --- dumps ---------------------------------------------------------------------------------------
 
 
-class _Pending(threading.local):
-    violation: PurposeViolation | None = None
-
-
-#: the violation a dump raised last in this thread: pydantic wraps it (in JSON mode without a
-#: ``__cause__``), and GuardedModel's dump methods raise it as itself
-pending = _Pending()
-
-
 def dump_sealed(value: Any) -> Any:
     """pydantic serializer for a guarded value outside a model field (a ``TypeAdapter`` of an
     annotated type, a list item): the value, after the check; the purpose comes from the
@@ -506,9 +495,8 @@ def _dump_slow(value: Any) -> Any:
         guard = inner._f
         try:
             admit(guard, inner._r, raw, "dump")
-        except PurposeViolation as exc:
+        except PurposeViolation:
             if guard.on_denied == "raise":
-                pending.violation = exc
                 raise
             return None  # redact (omit is decided earlier, by the excluder)
         inner = inner._v
@@ -586,11 +574,7 @@ def _dump_unsealed(record: Any, name: str) -> None:
     layout = getattr(type(record), "__purposeguard_layout__", None)
     if guard is None or layout is None or layout.reads_through_attributes:
         return
-    try:
-        admit(guard, layout.record(record), _get(), "dump")
-    except PurposeViolation as exc:
-        pending.violation = exc
-        raise
+    admit(guard, layout.record(record), _get(), "dump")
 
 
 def _denied_mode(guard: FieldGuard, record: Record | None, raw: object) -> str | None:

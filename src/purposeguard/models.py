@@ -13,7 +13,7 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import BaseModel, GetCoreSchemaHandler, ValidationError
 from pydantic_core import PydanticSerializationError, PydanticUndefined, core_schema
@@ -21,10 +21,19 @@ from pydantic_core import PydanticSerializationError, PydanticUndefined, core_sc
 from ._compile import Tag
 from ._dataclasses import guarded
 from ._fields import MISSING, FieldGuard, OnDenied, PickleMode, field_guard
+from ._guard import raised
 from ._inherit import guarded_bases
-from ._layout import ClassBinder, Layout, check_options, collect, descriptor_get, guarded_read
+from ._layout import (
+    ClassBinder,
+    Layout,
+    check_options,
+    collect,
+    descriptor_get,
+    guarded_read,
+    refuse_cached_properties,
+)
 from ._markers import CollectedAt, CollectedFor, Consent, PolicySealed, Redactable, SubjectId
-from ._sealed import field_excluder, pending
+from ._sealed import field_excluder
 from ._state import register
 from ._withheld import withheld
 from .exceptions import ConfigurationError, PurposeViolation, SealedPickleError
@@ -174,6 +183,19 @@ class GuardedModel(BaseModel):
         if type(self).__purposeguard_layout__.reseals_on(name):
             _seal_model(self, force=True)
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # pydantic's, but a computed field is never computed: it may read guarded fields, and a
+        # repr is redacted under every purpose (logs outlive purposes), and never raises
+        fields = type(self).__pydantic_fields__
+        for name, value in self.__dict__.items():
+            field = fields.get(name)
+            if field is not None and field.repr:
+                yield name, (value if value is not self else self.__repr_recursion__(value))
+        yield from _extra_of(self).items()
+        for name, info in type(self).__pydantic_computed_fields__.items():
+            if info.repr:
+                yield name, DERIVED
+
     def __iter__(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
         guards = type(self).__purposeguard_layout__.guards
         for name, value in super().__iter__():
@@ -186,16 +208,24 @@ class GuardedModel(BaseModel):
         # the serializer; calling it directly keeps a guarded dump as cheap as a plain one.
 
         def model_dump(self, **kwargs):
+            kept = [None]
+            token = raised.set(kept)
             try:
                 return self.__pydantic_serializer__.to_python(self, **kwargs)
             except PydanticSerializationError as exc:
-                raise violation_of(exc) from None
+                raise violation_of(exc, kept) from None
+            finally:
+                raised.reset(token)
 
         def model_dump_json(self, **kwargs):
+            kept = [None]
+            token = raised.set(kept)
             try:
                 return self.__pydantic_serializer__.to_json(self, **kwargs).decode()
             except PydanticSerializationError as exc:
-                raise violation_of(exc) from None
+                raise violation_of(exc, kept) from None
+            finally:
+                raised.reset(token)
 
         def model_copy(self, *, update=None, deep=False):
             copied = super().model_copy(update=update, deep=deep)
@@ -208,9 +238,31 @@ class GuardedModel(BaseModel):
         model_copy.__doc__ = BaseModel.model_copy.__doc__
 
 
-def violation_of(exc: PydanticSerializationError) -> BaseException:
-    """pydantic wraps what a serializer raises; a violation is raised as itself."""
-    stashed, pending.violation = pending.violation, None
+class _Derived:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<guarded>"
+
+
+#: what a guarded model's repr shows for a computed field
+DERIVED: Final = _Derived()
+
+
+def _extra_of(record: Any) -> dict[str, Any]:
+    try:
+        extra = object.__getattribute__(record, "__pydantic_extra__")
+    except AttributeError:  # a record whose validation failed half-way
+        return {}
+    return extra or {}
+
+
+def violation_of(
+    exc: PydanticSerializationError, kept: list[PurposeViolation | None]
+) -> BaseException:
+    """pydantic wraps what a serializer raises; a violation is raised as itself (its own
+    ``__cause__``, or the one ``kept`` while the serializer ran: see ``_guard.raised``)."""
+    stashed = kept[0]
     cause = exc.__cause__
     while cause is not None and not isinstance(cause, PurposeViolation):
         cause = cause.__cause__
@@ -270,6 +322,8 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
                 rebuild = True
     if rebuild:
         cls.model_rebuild(force=True)
+    refuse_cached_properties(cls)
+    _refuse_replaced_serializers(cls, layout)
     for name, guard in layout.guards.items():
         type.__setattr__(cls, name, _ModelField(name, guard, layout))
     type.__setattr__(cls, "__purposeguard_sensitive__", _sensitive(infos, layout))
@@ -278,6 +332,37 @@ def _instrument_model(cls: type[GuardedModel]) -> None:
     type.__setattr__(cls, "__purposeguard_fields__", layout.tags)
     type.__setattr__(cls, "__purposeguard_layout__", layout)
     type.__setattr__(cls, "__purposeguard_binder__", binder)
+
+
+def _refuse_replaced_serializers(cls: type[GuardedModel], layout: Layout) -> None:
+    """Raise ConfigurationError if a serializer of the application's (``@field_serializer``, or
+    a ``PlainSerializer``/``WrapSerializer`` after ``CollectedFor``) has replaced the checked
+    serializer of a guarded field: it would get the sealed value, and the dump no check."""
+    fields = _fields_schema(cls.__pydantic_core_schema__, cls)
+    if fields is None:
+        return
+    for name in layout.guards:
+        schema = fields["fields"][name]["schema"]
+        while "serialization" not in schema and "schema" in schema:
+            schema = schema["schema"]  # through default, nullable and other wrappers
+        function = schema.get("serialization", {}).get("function")
+        if function is not None and not getattr(function, "__purposeguard_dump__", False):
+            raise ConfigurationError(
+                f"{cls.__qualname__}.{name}: a serializer of its own ({function.__qualname__}) "
+                "replaces the guarded field's checked serializer, so a dump would skip the "
+                "purpose check; put PlainSerializer/WrapSerializer before pg.CollectedFor in "
+                "Annotated[...] (it then serializes the checked value), or write a "
+                "model_serializer (its reads of guarded fields are checked)"
+            )
+
+
+def _fields_schema(schema: Any, cls: type) -> Any:
+    """The ``model-fields`` schema of ``cls`` in its core schema."""
+    model = _model_schema(schema, cls)
+    inner = model["schema"] if model is not None else None
+    while inner is not None and inner.get("type") != "model-fields":
+        inner = inner.get("schema")
+    return inner
 
 
 def _sensitive(infos: Mapping[str, Any], layout: Layout) -> frozenset[str]:

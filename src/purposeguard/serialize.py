@@ -26,7 +26,9 @@ from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
 from . import _frames
+from ._guard import raised
 from ._sealed import Sealed, Vault
+from .exceptions import PurposeViolation
 from .models import violation_of
 
 __all__ = ["json_default", "to_builtins"]
@@ -102,13 +104,17 @@ def json_default(obj: Any) -> Any:
 
 
 def _dump_model(model: BaseModel, mode: Literal["python", "json"]) -> Any:
+    kept: list[PurposeViolation | None] = [None]
+    token = raised.set(kept)
     try:
         return model.model_dump(mode=mode)
     except PydanticSerializationError as exc:  # a plain model around guarded records
-        found = violation_of(exc)
+        found = violation_of(exc, kept)
         if found is exc:
             raise
         raise found from None
+    finally:
+        raised.reset(token)
 
 
 def _fields_of(record: Any, mode: Literal["python", "json"]) -> dict[str, Any]:

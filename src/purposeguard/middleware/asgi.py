@@ -32,8 +32,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from pydantic_core import PydanticSerializationError
 
 from .._context import _current
+from .._guard import raised
 from .._state import state
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, PurposeViolation
 from ..models import violation_of
 from ._claims import (
     MAX_CLAIM_LENGTH,
@@ -114,16 +115,19 @@ class _PurposeRoute:
             await _refuse(outcome, scope, send)
             return
         token = _current.set(outcome)
+        kept: list[PurposeViolation | None] = [None]
+        keeping = raised.set(kept)
         try:
             await self.app(scope, receive, send)
         except PydanticSerializationError as exc:
             # A guarded response model refused during serialization: pydantic wraps the
             # violation; raise it as itself so the app's PurposeViolation handlers see it.
-            violation = violation_of(exc)
+            violation = violation_of(exc, kept)
             if violation is exc:
                 raise
             raise violation from None
         finally:
+            raised.reset(keeping)
             _current.reset(token)
 
 
