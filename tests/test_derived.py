@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import pytest
 from pydantic import (
+    ConfigDict,
     PlainSerializer,
     WrapSerializer,
     computed_field,
@@ -172,3 +173,14 @@ def test_a_model_serializers_reads_are_checked(mode: str) -> None:
             dumped = ""
     assert (CANARY in dumped) == (mode == "monitor")
     assert len(events) == 1
+
+
+@pytest.mark.parametrize("revalidate", ["always", "subclass-instances"])
+def test_revalidating_instances_is_refused(
+    configured: pg.Policy, isolated: None, revalidate: str
+) -> None:
+    with pytest.raises(pg.ConfigurationError, match="revalidate_instances"):
+
+        class Applicant(pg.GuardedModel):
+            model_config = ConfigDict(revalidate_instances=revalidate)  # type: ignore[typeddict-item]
+            email: Annotated[str, pg.CollectedFor(ALLOWED)]

@@ -287,6 +287,12 @@ def _field_default(info: Any) -> Any:
 
 def _instrument_model(cls: type[GuardedModel]) -> None:
     check_options(cls, cls.purposeguard_on_denied, cls.purposeguard_pickle)
+    if cls.model_config.get("revalidate_instances", "never") != "never":
+        raise ConfigurationError(
+            f"{cls.__qualname__}: revalidate_instances would validate a record's sealed values "
+            "again, handing them to validators without a purpose check; a guarded model keeps "
+            "revalidate_instances='never' (validate the input when the record is made)"
+        )
     origin = cls.__pydantic_generic_metadata__["origin"] or cls
     path = f"{origin.__module__}.{origin.__qualname__}"
     infos = cls.__pydantic_fields__
@@ -373,6 +379,8 @@ def _sensitive(infos: Mapping[str, Any], layout: Layout) -> frozenset[str]:
         if name in layout.guards or _holds_guarded(info.annotation):
             keys.add(name)
             keys.update(a for a in (info.alias, info.validation_alias) if isinstance(a, str))
+            choices = getattr(info.validation_alias, "choices", ())  # AliasChoices
+            keys.update(c for c in choices if isinstance(c, str))
     return frozenset(keys)
 
 
