@@ -1,6 +1,8 @@
 """Core hot paths against a bare call of a trivial function, in the same run (DESIGN §7):
 
 - a guarded accessor call and a ``pg.check`` decision, allowed; a denied call in monitor mode;
+- a ``pg.cache`` hit, on a plain function and above an accessor, against a
+  ``functools.lru_cache`` hit (no DESIGN budget: a regression budget of this project's own);
 - ``with pg.purpose(...)`` enter + exit in a function of its own, un-nested (an empty context)
   and as services use it: nested in the request's purpose, in an asyncio task whose context
   holds other variables;
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import time
 import tracemalloc
 from typing import Any
@@ -50,6 +53,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
     def accessor(x: int) -> int:
         return x
 
+    def same(x: int) -> int:
+        return x
+
     # DESIGN §7: the measured path and the baseline are called directly (source run with
     # ``env`` as globals), never both wrapped in a lambda, which adds a call to each side
     env = {
@@ -59,6 +65,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
         "enter_exit": enter_exit,
         "collected": ("recruitment",),
         "x": 1,
+        "lru": functools.lru_cache(maxsize=128)(same),
+        "cached": pg.cache(same),
+        "cached_accessor": pg.cache(accessor),
     }
     rows = []
     token = _current.set("recruitment.selection")
@@ -85,6 +94,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 "bare call",
             )
         )
+        rows.extend(_cache_rows(env, number, repeat))
     finally:
         _current.reset(token)
 
@@ -115,6 +125,25 @@ def run(quick: bool) -> list[dict[str, Any]]:
     with pg.testing.isolated_guards():  # the accessor above names purposes these policies lack
         rows.extend(_check_cycle_rows(quick))
     rows.extend(_compile_rows())
+    return rows
+
+
+def _cache_rows(env: dict[str, Any], number: int, repeat: int) -> list[dict[str, Any]]:
+    """A ``pg.cache`` hit (under the purpose that filled it) against a ``functools.lru_cache``
+    hit of the same function: the price of keying by purpose and policy, and, above an
+    accessor, of the accessor's check. No DESIGN budget; 12x is this project's own."""
+    for fill in ("lru(x)", "cached(x)", "cached_accessor(x)"):
+        exec(fill, env)
+    rows = [
+        row(
+            f"pg.cache hit{label} (no DESIGN budget)",
+            12,
+            ratio(f"{name}(x)", "lru(x)", env=env, number=number, repeat=repeat),
+            "functools.lru_cache hit",
+        )
+        for label, name in (("", "cached"), (", above an accessor", "cached_accessor"))
+    ]
+    assert env["cached"].cache_info().misses == env["cached_accessor"].cache_info().misses == 1
     return rows
 
 

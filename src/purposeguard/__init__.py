@@ -12,6 +12,7 @@ that come back from it live in their modules (``purposeguard.models.Tag``,
 from __future__ import annotations
 
 from . import testing
+from ._cache import cache
 from ._check import check, check_subject, explain
 from ._config import configure, flush, get_policy, reload_policy
 from ._context import (
@@ -74,6 +75,7 @@ __all__ = [
     "SubjectId",
     "__version__",
     "accessor",
+    "cache",
     "check",
     "check_subject",
     "configure",

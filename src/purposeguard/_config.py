@@ -16,6 +16,7 @@ from typing import Final
 
 import structlog
 
+from ._cache import check_accessor_modules
 from ._compile import compile_policy
 from ._emitter import emitter
 from ._load import load_policy
@@ -32,7 +33,7 @@ from ._state import (
     policy_fields,
     state,
 )
-from .exceptions import ConfigurationError, PolicyError
+from .exceptions import ConfigurationError
 from .registry import Registry
 from .sinks.audit import AUDIT_KEY_ENV, AuditLog
 
@@ -100,9 +101,10 @@ def configure(
     - ``registry``: the subject registry (:class:`~purposeguard.Registry`), or a path to its
       SQLite file; ``None`` removes it. See docs/consent-and-provision.md.
 
-    Raises :class:`ConfigurationError` for a bad argument and :class:`PolicyError` if the policy
-    is invalid or does not declare a purpose that a guard already defined uses; either way
-    nothing changes.
+    Raises :class:`ConfigurationError` for a bad argument, or when given a policy, for a
+    functools cache around a guarded accessor in a module that defines accessors
+    (docs/caching.md), and :class:`PolicyError` if the policy is invalid or does not declare a
+    purpose that a guard already defined uses; either way nothing changes.
     """
     # Arguments are checked before anything changes: a bad one leaves the configuration as it was.
     if not isinstance(mode, _Unset) and mode is not None and mode not in _MODES:
@@ -122,6 +124,8 @@ def configure(
             f"registry= takes a purposeguard.Registry or a path, not {type(registry).__name__}"
         )
     with lock:
+        if not isinstance(policy, _Unset) and policy is not None:
+            check_accessor_modules()  # code that a policy would not make safe: before any change
         before = _effective_modes()
         if not isinstance(service, _Unset):  # first: every event of this call carries it
             state.service = service
@@ -187,7 +191,8 @@ def reload_policy() -> None:
     """Load the configured policy file again and swap it in.
 
     On any error the last good policy stays in force, a ``purposeguard.policy_reload_failed``
-    event is recorded, and the :class:`PolicyError` is raised.
+    event is recorded, and the :class:`PolicyError` (or, for a functools cache around a guarded
+    accessor, the :class:`ConfigurationError`) is raised.
     """
     with lock:
         compiled = state.compiled
@@ -196,8 +201,9 @@ def reload_policy() -> None:
             raise ConfigurationError("no policy file is configured; call configure(policy=PATH)")
         before = _effective_modes()
         try:
+            check_accessor_modules()
             install_policy(compile_policy(load_policy(source)))
-        except PolicyError as exc:
+        except ConfigurationError as exc:  # PolicyError is one
             emitter.record(
                 "purposeguard.policy_reload_failed",
                 {"source": source, "error": str(exc), **policy_fields()},

@@ -19,7 +19,9 @@ when it is only asked): attribute reads, every dump, ``==``/``hash``, pickling, 
 
 The fast paths of the front ends test ``guard.allowed`` only; it is derived from this rule: the
 purposes step 1 and 2 allow, when no record can change the answer (empty for a field with a
-retention period, whose every use reads the clock).
+retention period, whose every use reads the clock). Steps 3 to 5 answer from more than the purpose
+and the policy, so they mark a value being computed for ``pg.cache`` as not to be kept
+(:mod:`purposeguard._derivation`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from . import _time
 from ._compile import CompiledPolicy, Tag
 from ._context import resolve
 from ._decide import ALLOWING, Rule
+from ._derivation import uncacheable
 from ._events import subject_hash
 from ._guard import Binding, FieldRef, Guard, field_ref, violate
 from ._ids import MAX_SUBJECT_LENGTH, is_purpose_id, is_within
@@ -351,6 +354,8 @@ def decide(
     elif rule.kind == "not_allowed" and binding.closed is None:
         consent = record.consent if record is not None else ()
         subject = subject_of(record)
+        if consent or (subjects is not None and subject is not None):
+            uncacheable()  # the answer is the record's or the registry's, not the policy's
         if consent and purpose in guard.consent_allowed(binding, consent):
             matched = next((c for c in consent if purpose and is_within(purpose, c)), None)
             rule = Rule("consent", matched=matched)
@@ -365,11 +370,13 @@ def decide(
         return rule, tag
     subject = subject_of(record)
     if subjects is not None and subject is not None and subject in subjects.restricted:
+        uncacheable()  # the subject's suspensions may change without changing the set
         suspended = subjects.use_suspension(subject, purpose)
         if suspended is not None:
             return Rule("suspended", matched=suspended), tag
     period = binding.retention_us
     if period is not None and now is not None:
+        uncacheable()  # the clock decides
         at = record.collected_at if record is not None else None
         if at is None or now >= at + period:
             return Rule("expired"), tag

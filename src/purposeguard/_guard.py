@@ -10,6 +10,7 @@ the same hook; see ``_wrap`` for coroutines and generators.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +23,7 @@ import wrapt
 from ._compile import CompiledPolicy, Tag
 from ._context import _current, adrive, drive, resolve
 from ._decide import Rule, decide_rule
+from ._derivation import uncacheable
 from ._emitter import emitter
 from ._frames import caller_location
 from ._ids import describe_bad_id, is_purpose_id
@@ -38,6 +40,7 @@ __all__ = [
     "accessor",
     "field_ref",
     "guard_function",
+    "guard_of",
     "violate",
 ]
 
@@ -94,6 +97,7 @@ class Guard:
         "binding",
         "denials",
         "field",
+        "module",
         "name",
         "sources",
     )
@@ -101,8 +105,12 @@ class Guard:
     #: what a violation of this guard names: ``field`` (a dotted path) or ``accessor``
     names_field: ClassVar[bool] = False
 
-    def __init__(self, name: str, sources: Sequence[Tag | FieldRef]) -> None:
+    def __init__(
+        self, name: str, sources: Sequence[Tag | FieldRef], module: str | None = None
+    ) -> None:
         self.name = name
+        #: the module that defines the guarded function (an accessor's; None for a field)
+        self.module = module
         self.field: str | None = name if self.names_field else None
         self.accessor: str | None = None if self.names_field else name
         self.sources = tuple(sources)
@@ -218,6 +226,7 @@ def violate(
 ) -> None:
     """Record a violation of ``guard`` and raise it in enforce mode. ``mode`` overrides the
     guard's (provision decides its own); ``binding`` is the one the rule was decided under."""
+    uncacheable()  # recorded on every use (monitor), or raised and perhaps caught (enforce)
     compiled = (guard.binding if binding is None else binding).compiled
     if mode is None:
         mode = mode_for(purpose, tag.mode if tag else None)
@@ -383,9 +392,15 @@ def accessor(
     sources = _tags_for(collected_for, prohibited, fields, mode)
 
     def decorate(fn: F) -> F:
+        if isinstance(fn, functools.cached_property):
+            raise ConfigurationError(
+                f"@pg.accessor cannot guard cached_property {fn.func.__qualname__}: it keeps "
+                "its first value on the instance, where later reads reach no guard; guard a "
+                "method and cache it with @pg.cache (docs/caching.md)"
+            )
         target = _underlying(fn)
         label = name or f"{target.__module__}:{target.__qualname__}"
-        guard = Guard(label, sources)
+        guard = Guard(label, sources, target.__module__)
         register(guard)
         return _wrap(fn, guard)  # type: ignore[no-any-return]
 
@@ -440,7 +455,7 @@ def guard_function(
     module_name, sep, qualname = target.partition(":")
     if not sep or not module_name or not qualname:
         raise ConfigurationError(f"guard_function takes 'pkg.module:qualname', not {target!r}")
-    guard = Guard(target, _tags_for(collected_for, prohibited, fields, mode))
+    guard = Guard(target, _tags_for(collected_for, prohibited, fields, mode), module_name)
     register(guard)
     handle = GuardedFunction(target, guard)
     if module_name in sys.modules:

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from . import _time
 from ._context import _current, resolve
+from ._derivation import uncacheable
 from ._fields import FieldGuard, PickleMode, Record, admit, field_guard, permits, record_of
 from ._state import mode_for, state
 from .exceptions import PurposeGuardError, PurposeViolation, SealedPickleError
@@ -195,7 +196,10 @@ def within_retention(guard: FieldGuard, value: object, raw: object, index: int =
         at = record.collected_at if record is not None else None
     else:
         return False
-    return at is not None and _time.now_us() < at + period and unrestricted()
+    if at is None or _time.now_us() >= at + period or not unrestricted():
+        return False
+    uncacheable()  # allowed by the clock: a cached value would outlive the retention period
+    return True
 
 
 def open_sealed(value: Sealed, channel: str) -> Any:

@@ -29,6 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ._context import current_purpose
 from ._decide import Rule
+from ._derivation import uncacheable
 from ._emitter import emitter
 from ._events import subject_hash
 from ._fields import binding_for
@@ -158,6 +159,7 @@ def _plan(
     categories: Iterable[str],
     label: str | None,
 ) -> _Plan:
+    uncacheable()  # a provision is recorded every time: no cache may stand in for one
     registry = get_registry()
     if registry is None:
         raise ConfigurationError(

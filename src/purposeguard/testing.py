@@ -4,8 +4,9 @@
 mode alike, from any thread; ``make_policy()`` builds a small policy in one line;
 ``RecordingSink`` stands in for the audit log; ``retention_clock()`` sets the time retention
 periods are measured at; ``isolated_guards()`` lets a test configure a policy unrelated to the
-guards defined elsewhere; ``guards()`` lists the guards kept bound; ``flush()`` delivers what is
-buffered; ``reset()`` forgets all configuration between tests.
+guards defined elsewhere; ``guards()`` lists the guards kept bound; ``unchecked_caches()`` finds
+functools caches around guarded accessors; ``flush()`` delivers what is buffered; ``reset()``
+forgets all configuration between tests.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from . import _config, _time
+from ._cache import unchecked_caches
 from ._emitter import emitter
 from ._policy import Mode, Policy, Purpose
 from ._state import guards, isolated_guards
@@ -29,6 +31,7 @@ __all__ = [
     "make_policy",
     "reset",
     "retention_clock",
+    "unchecked_caches",
 ]
 
 

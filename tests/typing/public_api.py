@@ -70,6 +70,41 @@ with pg.purpose("recruitment") as active:
     assert_type(active, str)
 assert_type(pg.current_purpose(), str | None)
 
+
+# pg.cache keeps the signature, adds functools' cache_info()/cache_clear(), binds as a method
+@pg.cache
+@pg.accessor(collected_for=("recruitment",))
+def cached_sheet(applicant_id: str) -> dict[str, str]:
+    return {"applicant_id": applicant_id}
+
+
+assert_type(cached_sheet("A-1"), dict[str, str])
+cached_sheet(1)  # type: ignore[arg-type]
+assert_type(cached_sheet.cache_info().hits, int)
+cached_sheet.cache_clear()
+
+
+@pg.cache(maxsize=256, typed=True)
+async def fetch_sheet(applicant_id: str) -> str:
+    return applicant_id
+
+
+async def fetch_twice() -> None:
+    assert_type(await fetch_sheet("A-1"), str)
+
+
+class SheetRepo:
+    @pg.cache
+    def get(self, applicant_id: str) -> int:
+        return 1
+
+
+assert_type(SheetRepo().get("A-1"), int)
+SheetRepo().get(1)  # type: ignore[arg-type]
+assert_type(SheetRepo.get(SheetRepo(), "A-1"), int)
+assert_type(SheetRepo().get.cache_info().currsize, int)
+pg.cache(maxsize="big")  # type: ignore[call-overload]
+
 # questions
 decision = pg.check("marketing", collected_for=("recruitment",))
 assert_type(decision, pg.Decision)
