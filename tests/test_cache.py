@@ -343,27 +343,17 @@ def test_functools_cache_below_an_accessor_is_checked_on_every_call(mode: str) -
     assert calls == ["a1"]
 
 
-def test_gap_a_cached_property_on_a_guarded_record_keeps_its_first_value(
-    configured: pg.Policy,
-) -> None:
-    """Known gap (docs/caching.md): the first read is checked, later reads get the value kept on
-    the instance. This test shows it, so that a fix (or a regression) is noticed."""
+def test_a_cached_property_on_a_guarded_record_is_refused(configured: pg.Policy) -> None:
+    """It would keep what it derives on the instance, for every later purpose (tests of the
+    refusal itself: tests/test_derived.py)."""
+    with pytest.raises(pg.ConfigurationError, match="cached_property"):
 
-    class Applicant(pg.GuardedModel):
-        email: Annotated[str, pg.CollectedFor("recruitment")]
+        class Applicant(pg.GuardedModel):
+            email: Annotated[str, pg.CollectedFor("recruitment")]
 
-        @functools.cached_property
-        def shout(self) -> str:
-            return self.email.upper()
-
-    record = Applicant(email=CANARY)
-    with pg.purpose("marketing"), pytest.raises(pg.PurposeViolation):
-        _ = record.shout  # the first read is checked
-    with pg.purpose("recruitment"):
-        _ = record.shout
-    with pg.purpose("marketing"), pg.testing.capture_violations() as events:
-        assert record.shout == CANARY.upper()  # the gap: served, nothing recorded
-    assert events == []
+            @functools.cached_property
+            def shout(self) -> str:
+                return self.email.upper()
 
 
 # --- a new policy, a subject, consent, the clock, a provision -------------------------------------

@@ -4,6 +4,7 @@ and the protocol the core knows the subject registry by."""
 from __future__ import annotations
 
 from collections.abc import Container
+from typing import Annotated
 
 import pytest
 
@@ -30,7 +31,6 @@ class Restrictions:
 
 
 def test_the_core_asks_any_registry_that_keeps_the_protocol(isolated: None) -> None:
-    from typing import Annotated
 
     pg.configure(policy=pg.testing.make_policy(["inquiry"]))
     restrictions = Restrictions()
@@ -88,3 +88,23 @@ def test_guards_lists_what_is_kept_bound_and_isolated_guards_unbinds_the_rest(
             outer()
     with pg.purpose("recruitment"):
         assert outer() == "x"
+
+
+def test_a_guard_left_in_a_reference_cycle_never_vetoes_a_policy(isolated: None) -> None:
+    import gc
+
+    pg.configure(policy=pg.testing.make_policy(["recruitment"]))
+
+    def define() -> None:
+        class Gone(pg.GuardedModel):  # a class is always in a reference cycle
+            email: Annotated[str, pg.CollectedFor("recruitment")]
+
+        assert Gone.__purposeguard_fields__  # guarded: its guard is registered
+
+    gc.disable()
+    try:
+        define()
+        pg.configure(policy=pg.testing.make_policy(["marketing"]))  # Gone's purpose is gone
+    finally:
+        gc.enable()
+    assert pg.get_policy().purposes.keys() == {"marketing"}

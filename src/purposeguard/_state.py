@@ -163,8 +163,11 @@ def install_policy(compiled: CompiledPolicy | None) -> None:
         try:
             prepared = [(guard, guard.prepare(compiled)) for guard in list(_guards)]
         except PolicyError:
+            prepared = None
+        if prepared is None:
             # A guard that is only garbage waiting in a reference cycle (a class defined in a
             # function that returned) must not veto the policy: collect, then ask the live ones.
+            # (Outside the except block: the error's traceback would keep the vetoing guard.)
             gc.collect()
             prepared = [(guard, guard.prepare(compiled)) for guard in list(_guards)]
         for guard, value in prepared:
